@@ -1,0 +1,333 @@
+"""Independent policy gradient (ipg): the factored baseline the proposal argues against.
+
+Each agent i has its own policy pi_i(a_i | o_i) (one torso shared by all agents, with the agent's id in
+its observation, and one head per agent) and follows its own factor of the policy gradient,
+    grad J = sum_i E[ A(s, a) grad log pi_i(a_i | o_i) ],
+with a centralized value function V(s) as the baseline (actor-critic with GAE). In the 2x2 game
+[[0, -5], [-5, 10]] this gradient is dJ/dp = -15 + 20 q: from any start with p, q > 3/4 both agents
+drift to the payoff-0 corner (the proposal's trap). This script exists to show that honestly.
+
+Proposal: "Problem" (marl-refs, shared/proposal.txt).
+Run:      python algos/ipg.py --init-prob 0.9
+"""
+
+import json
+import math
+import os
+import random
+import sys
+import time
+from dataclasses import dataclass
+from pathlib import Path
+
+import numpy as np
+import torch
+import torch.nn.functional as F
+import tyro
+from torch import nn
+from torch.distributions import Categorical
+
+sys.path.insert(0, str(Path(__file__).resolve().parents[1]))  # `envs` lives next to `algos`
+from envs import make_vec_env
+
+
+@dataclass
+class Args:
+    # >>> shared:args (every script in algos/ has these fields; tests/test_shared_blocks.py keeps the copies identical)
+    exp_name: str = os.path.basename(__file__)[: -len(".py")]
+    """the name of this experiment (defaults to the script's name)"""
+    seed: int = 1
+    """seed of the experiment: the same seed gives the same numbers"""
+    torch_deterministic: bool = True
+    """if toggled, ask torch for deterministic algorithms"""
+    cuda: bool = False
+    """if toggled, train on the GPU when there is one (the matrix games run faster on the CPU)"""
+    track: bool = False
+    """if toggled, also log to Weights and Biases (needs `pip install wandb`)"""
+    wandb_project_name: str = "marl-refs"
+    """the Weights and Biases project"""
+    wandb_entity: str | None = None
+    """the Weights and Biases entity (team)"""
+    save_model: bool = False
+    """if toggled, save the decentralized per-agent actors to runs/{run_name}/{exp_name}.actors.pt"""
+    quiet: bool = False
+    """if toggled, print no progress lines"""
+    env_id: str = "coordination-2x2"
+    """the game: coordination-2x2, climbing, penalty, qtran-3x3, or custom (with --payoff)"""
+    payoff: str | None = None
+    """with --env-id custom: the payoff as a JSON nested list, one axis per agent, e.g. '[[1,0],[0,1]]'"""
+    penalty_k: float = -100.0
+    """the penalty k of the `penalty` game"""
+    episode_length: int = 1
+    """rounds per episode: the game is repeated T times (EPyMARL's matrix games use 25)"""
+    total_timesteps: int = 64_000
+    """total environment steps (one step = one round in one copy of the game)"""
+    num_envs: int = 128
+    """copies of the game played in parallel; each update uses one full episode from each"""
+    eval_episodes: int = 1000
+    """episodes per evaluation (sampled policies; the greedy ones are deterministic in matrix games)"""
+    num_evals: int = 10
+    """evaluations during training (plus one at the end)"""
+    # <<< shared:args
+
+    # Algorithm-specific arguments
+    init_prob: float | None = None
+    """start every agent playing action 0 with this probability (the rest uniform), and the joint head
+    at the product of those; the proposal's adversarial start is 0.9. Default: uniform"""
+    learning_rate: float = 1e-2
+    """Adam learning rate for all networks"""
+    hidden_size: int = 64
+    """width of the shared torso, the joint head and the critic"""
+    gamma: float = 0.99
+    """discount factor"""
+    gae_lambda: float = 0.95
+    """lambda of generalized advantage estimation"""
+    norm_adv: bool = True
+    """if toggled, normalize advantages within each batch"""
+    ent_coef: float = 0.01
+    """coefficient of the entropy bonus (sum of the agents' entropies)"""
+    vf_coef: float = 0.5
+    """coefficient of the value loss"""
+    max_grad_norm: float = 0.5
+    """maximum norm for gradient clipping"""
+
+
+# >>> shared:boilerplate (every script in algos/ has this block; tests/test_shared_blocks.py keeps the copies identical)
+def check_common_args(args) -> None:
+    """Rejects bad common flags with a message naming the flag, before anything is built."""
+    for flag, value, low in [
+        ("--total-timesteps", args.total_timesteps, 1),
+        ("--num-envs", args.num_envs, 1),
+        ("--episode-length", args.episode_length, 1),
+        ("--eval-episodes", args.eval_episodes, 1),
+        ("--num-evals", args.num_evals, 0),
+    ]:
+        if value < low:
+            raise ValueError(f"{flag} must be >= {low}, got {value}")
+    if args.total_timesteps < args.num_envs * args.episode_length:
+        raise ValueError(
+            f"--total-timesteps ({args.total_timesteps}) is less than one update"
+            f" (--num-envs x --episode-length = {args.num_envs * args.episode_length})"
+        )
+    make_vec_env(args.env_id, 1, args.payoff, args.episode_length, args.penalty_k)  # raises on a bad game
+
+
+def setup_run(args):
+    """Seeds everything, picks the device, opens runs/{run_name} for TensorBoard (and W&B)."""
+    # imported here, not at the top: tensorboard is slow to import and only a run needs it
+    from torch.utils.tensorboard import SummaryWriter
+
+    random.seed(args.seed)
+    np.random.seed(args.seed)
+    torch.manual_seed(args.seed)
+    torch.backends.cudnn.deterministic = args.torch_deterministic
+    device = torch.device("cuda" if torch.cuda.is_available() and args.cuda else "cpu")
+    run_name = f"{args.env_id}__{args.exp_name}__{args.seed}__{int(time.time())}"
+    if args.track:
+        try:
+            import wandb
+        except ImportError:
+            raise ValueError("--track needs Weights and Biases: pip install wandb") from None
+        wandb.init(project=args.wandb_project_name, entity=args.wandb_entity, sync_tensorboard=True,
+                   config=vars(args), name=run_name, save_code=True)
+    writer = SummaryWriter(f"runs/{run_name}")
+    table = "\n".join(f"|{key}|{value}|" for key, value in vars(args).items())
+    writer.add_text("hyperparameters", f"|param|value|\n|-|-|\n{table}")
+    return run_name, writer, device
+
+
+@torch.no_grad()
+def evaluate(envs, act) -> float:
+    """Mean episode return of `act(obs, state) -> actions (B, N)` over one batch of episodes."""
+    obs, state = envs.reset()
+    episode_return = torch.zeros(envs.num_envs, device=obs.device)
+    for _ in range(envs.episode_length):
+        obs, state, reward, _ = envs.step(act(obs, state))
+        episode_return += reward
+    return episode_return.mean().item()
+
+
+def finish_run(args, run_name, writer, summary: dict) -> dict:
+    """Writes runs/{run_name}/summary.json (same seed, same file but for wall_time_s) and closes the logs."""
+    writer.close()
+    with open(f"runs/{run_name}/summary.json", "w") as f:
+        json.dump(summary, f, indent=2)
+    if args.track:
+        import wandb
+
+        wandb.finish()
+    if not args.quiet:
+        print(json.dumps({k: v for k, v in summary.items() if not isinstance(v, (dict, list))}, indent=2))
+    return summary
+# <<< shared:boilerplate
+
+
+# ============================ the algorithm: networks ============================
+def initial_log_probs(num_actions: int, init_prob: float | None) -> torch.Tensor:
+    """log pi(a) at the start: uniform, or P on action 0 and (1 - P) / (n - 1) on each other action."""
+    if init_prob is None:
+        return torch.full((num_actions,), -math.log(num_actions))
+    rest = math.log((1.0 - init_prob) / (num_actions - 1))
+    return torch.tensor([math.log(init_prob)] + [rest] * (num_actions - 1))
+
+
+def output_layer(in_features: int, log_probs: torch.Tensor) -> nn.Linear:
+    """A final layer whose softmax starts exactly at `log_probs` for every input (zero weights)."""
+    layer = nn.Linear(in_features, len(log_probs))
+    nn.init.zeros_(layer.weight)
+    with torch.no_grad():
+        layer.bias.copy_(log_probs)
+    return layer
+
+
+def mlp(in_features: int, hidden: int) -> nn.Sequential:
+    return nn.Sequential(nn.Linear(in_features, hidden), nn.Tanh(), nn.Linear(hidden, hidden), nn.Tanh())
+
+
+class DecentralizedActor(nn.Module):
+    """pi_i(a_i | o_i) for every agent: one torso shared by all agents (o_i holds agent i's id), one head each.
+
+    This module alone is what gets deployed: each agent runs it on its own observation.
+    """
+
+    def __init__(self, obs_dim: int, action_sizes: list[int], hidden: int, init_prob: float | None):
+        super().__init__()
+        self.torso = mlp(obs_dim, hidden)
+        self.heads = nn.ModuleList(output_layer(hidden, initial_log_probs(n, init_prob)) for n in action_sizes)
+
+    def marginal_log_probs(self, features: torch.Tensor) -> list[torch.Tensor]:
+        """features (B, N, hidden) -> [log pi_i(. | o_i) of shape (B, |A_i|) for each agent i]"""
+        return [F.log_softmax(head(features[:, i]), dim=-1) for i, head in enumerate(self.heads)]
+
+    def forward(self, obs: torch.Tensor) -> list[torch.Tensor]:
+        return self.marginal_log_probs(self.torso(obs))
+
+
+def check_args(args: Args) -> None:
+    check_common_args(args)
+    if args.init_prob is not None and not 0.0 < args.init_prob < 1.0:
+        raise ValueError(f"--init-prob must lie strictly between 0 and 1, got {args.init_prob}")
+    for flag in ("learning_rate", "ent_coef", "vf_coef", "max_grad_norm"):
+        if getattr(args, flag) < 0:
+            raise ValueError(f"--{flag.replace('_', '-')} must be >= 0, got {getattr(args, flag)}")
+
+
+def train(args: Args) -> dict:
+    check_args(args)
+    run_name, writer, device = setup_run(args)
+    start_time = time.time()
+
+    envs = make_vec_env(args.env_id, args.num_envs, args.payoff, args.episode_length, args.penalty_k, device)
+    eval_envs = make_vec_env(args.env_id, args.eval_episodes, args.payoff, args.episode_length, args.penalty_k, device)
+    n_agents, action_sizes, T = envs.n_agents, envs.action_sizes, envs.episode_length
+
+    actor = DecentralizedActor(envs.obs_dim, action_sizes, args.hidden_size, args.init_prob).to(device)
+    critic = nn.Sequential(mlp(envs.state_dim, args.hidden_size), nn.Linear(args.hidden_size, 1)).to(device)
+    params = [*actor.parameters(), *critic.parameters()]
+    optimizer = torch.optim.Adam(params, lr=args.learning_rate)
+
+    def act_decentralized(obs, state, greedy: bool):
+        # each agent samples from its own policy on its own observation: no joint action is ever formed
+        marginals = actor(obs)
+        return torch.stack([lp.argmax(-1) if greedy else Categorical(logits=lp).sample() for lp in marginals], -1)
+
+    # ================ rollout storage: one full T-step episode from each of the B games ================
+    B = args.num_envs
+    obs_buf = torch.zeros((T, B, n_agents, envs.obs_dim), device=device)
+    state_buf = torch.zeros((T, B, envs.state_dim), device=device)
+    action_buf = torch.zeros((T, B, n_agents), dtype=torch.long, device=device)  # each agent's own action
+    reward_buf = torch.zeros((T, B), device=device)
+    value_buf = torch.zeros((T, B), device=device)
+
+    num_updates = args.total_timesteps // (B * T)
+    eval_at = {round(num_updates * (k + 1) / (args.num_evals + 1)) for k in range(args.num_evals)}
+    log_every = max(1, num_updates // 200)
+    global_step = 0
+    for update in range(1, num_updates + 1):
+        # ---------------- rollout: every agent samples from its own policy ----------------
+        obs, state = envs.reset()
+        with torch.no_grad():
+            for t in range(T):
+                obs_buf[t], state_buf[t] = obs, state
+                value_buf[t] = critic(state).squeeze(-1)
+                action_buf[t] = act_decentralized(obs, state, greedy=False)
+                obs, state, reward_buf[t], _ = envs.step(action_buf[t])
+        global_step += B * T
+
+        # ---------------- advantages: GAE over the episode, which ends in a terminal state ----------------
+        with torch.no_grad():
+            advantages = torch.zeros_like(reward_buf)
+            last_gae = torch.zeros(B, device=device)
+            for t in reversed(range(T)):
+                next_value = value_buf[t + 1] if t + 1 < T else torch.zeros(B, device=device)
+                # delta_t = r_t + gamma V(s_{t+1}) - V(s_t);  A_t = delta_t + gamma lambda A_{t+1}
+                delta = reward_buf[t] + args.gamma * next_value - value_buf[t]
+                last_gae = delta + args.gamma * args.gae_lambda * last_gae
+                advantages[t] = last_gae
+            returns = advantages + value_buf
+
+        # ---------------- the loss ----------------
+        b_obs, b_state = obs_buf.flatten(0, 1), state_buf.flatten(0, 1)
+        b_actions, b_adv, b_returns = action_buf.flatten(0, 1), advantages.flatten(), returns.flatten()
+        if args.norm_adv and b_adv.numel() > 1:
+            b_adv = (b_adv - b_adv.mean()) / (b_adv.std() + 1e-8)
+        marginal_log_probs = actor(b_obs)
+        # the factored policy gradient:  -sum_i E[ A(s, a) log pi_i(a_i | o_i) ]  (the proposal's decomposition)
+        pg_loss = -sum(
+            (b_adv * log_probs.gather(1, b_actions[:, i : i + 1]).squeeze(1)).mean()
+            for i, log_probs in enumerate(marginal_log_probs)
+        )
+        # entropy bonus: sum_i H(pi_i(. | o_i))
+        entropy = sum(-(log_probs.exp() * log_probs).sum(-1).mean() for log_probs in marginal_log_probs)
+        value_loss = 0.5 * (critic(b_state).squeeze(-1) - b_returns).pow(2).mean()
+        loss = pg_loss - args.ent_coef * entropy + args.vf_coef * value_loss
+
+        optimizer.zero_grad()
+        loss.backward()
+        nn.utils.clip_grad_norm_(params, args.max_grad_norm)
+        optimizer.step()
+
+        # ============================ logging (CleanRL's names) ============================
+        if update % log_every == 0 or update == num_updates:
+            writer.add_scalar("charts/episodic_return", reward_buf.sum(0).mean().item(), global_step)
+            writer.add_scalar("losses/policy_loss", pg_loss.item(), global_step)
+            writer.add_scalar("losses/value_loss", value_loss.item(), global_step)
+            writer.add_scalar("losses/entropy", entropy.item(), global_step)
+            writer.add_scalar("charts/SPS", int(global_step / (time.time() - start_time)), global_step)
+        if update in eval_at or update == num_updates:
+            greedy_return = evaluate(eval_envs, lambda o, s: act_decentralized(o, s, greedy=True))
+            writer.add_scalar("eval/decentralized_return_greedy", greedy_return, global_step)
+            if not args.quiet:
+                print(f"update {update}/{num_updates}  step {global_step}  return {reward_buf.sum(0).mean():.2f}"
+                      f"  greedy decentralized {greedy_return:.2f}  SPS {int(global_step / (time.time() - start_time))}")
+
+    # ============================ evaluation and summary ============================
+    summary = {
+        "algo": args.exp_name,
+        "env_id": args.env_id,
+        "seed": args.seed,
+        "decentralized": True,
+        "decentralized_return_greedy": evaluate(eval_envs, lambda o, s: act_decentralized(o, s, greedy=True)),
+        "decentralized_return_sampled": evaluate(eval_envs, lambda o, s: act_decentralized(o, s, greedy=False)),
+        "joint_return_greedy": None,  # ipg has no joint policy
+        "optimum": envs.optimum,
+        "env_steps": global_step,
+        "wall_time_s": time.time() - start_time,
+    }
+    with torch.no_grad():  # matrix games: the learned policy tables, row t = the policy in round t
+        round_obs = torch.as_tensor(np.stack([envs.observation_array(t) for t in range(T)]), device=device)
+        summary["policy"] = {
+            agent: log_probs.exp().tolist() for agent, log_probs in zip(envs.possible_agents, actor(round_obs))
+        }
+    if args.save_model:
+        torch.save(actor.state_dict(), f"runs/{run_name}/{args.exp_name}.actors.pt")
+    return finish_run(args, run_name, writer, summary)
+
+
+if __name__ == "__main__":
+    cli_args = tyro.cli(Args)
+    try:
+        check_args(cli_args)
+    except ValueError as err:
+        raise SystemExit(f"error: {err}") from None
+    train(cli_args)

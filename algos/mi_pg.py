@@ -1,0 +1,447 @@
+"""MI-annealed policy gradient (mi_pg): learn jointly first, factor later.
+
+Idea (../README.md, "The method"): per-agent policy gradient follows the factored gradient and
+falls into poor Nash equilibria; a joint policy pi_jt(a|s) does not (its gradient on the best joint
+action is always positive). So learn both on shared parameters:
+  * a joint head pi_jt(a|s) over all prod_i |A_i| joint actions, reading the global state, and
+  * per-agent marginal heads pi_i(a_i|o_i), each reading only its own agent's observation,
+and add lambda_t * KL(pi_jt || prod_i pi_i) to the policy-gradient loss, lambda_t annealed up from 0.
+Act with the mixture (1 - alpha_t) pi_jt + alpha_t prod_i pi_i, alpha_t annealed 0 -> 1, so training
+starts collaborative and ends as a purely decentralized product-of-marginals policy.
+
+Proposal: "Minimize Mutual Information" (marl-refs, shared/proposal.txt).
+Run:      python algos/mi_pg.py --lambda-max 5
+          python algos/mi_pg.py --env-id climbing --init-prob 0.9
+          tensorboard --logdir runs
+"""
+
+import json
+import math
+import os
+import random
+import sys
+import time
+from dataclasses import dataclass
+from pathlib import Path
+from typing import Literal
+
+import numpy as np
+import torch
+import torch.nn.functional as F
+import tyro
+from torch import nn
+from torch.distributions import Categorical
+
+sys.path.insert(0, str(Path(__file__).resolve().parents[1]))  # `envs` lives next to `algos`
+from envs import make_vec_env
+
+
+@dataclass
+class Args:
+    # >>> shared:args (every script in algos/ has these fields; tests/test_shared_blocks.py keeps the copies identical)
+    exp_name: str = os.path.basename(__file__)[: -len(".py")]
+    """the name of this experiment (defaults to the script's name)"""
+    seed: int = 1
+    """seed of the experiment: the same seed gives the same numbers"""
+    torch_deterministic: bool = True
+    """if toggled, ask torch for deterministic algorithms"""
+    cuda: bool = False
+    """if toggled, train on the GPU when there is one (the matrix games run faster on the CPU)"""
+    track: bool = False
+    """if toggled, also log to Weights and Biases (needs `pip install wandb`)"""
+    wandb_project_name: str = "marl-refs"
+    """the Weights and Biases project"""
+    wandb_entity: str | None = None
+    """the Weights and Biases entity (team)"""
+    save_model: bool = False
+    """if toggled, save the decentralized per-agent actors to runs/{run_name}/{exp_name}.actors.pt"""
+    quiet: bool = False
+    """if toggled, print no progress lines"""
+    env_id: str = "coordination-2x2"
+    """the game: coordination-2x2, climbing, penalty, qtran-3x3, or custom (with --payoff)"""
+    payoff: str | None = None
+    """with --env-id custom: the payoff as a JSON nested list, one axis per agent, e.g. '[[1,0],[0,1]]'"""
+    penalty_k: float = -100.0
+    """the penalty k of the `penalty` game"""
+    episode_length: int = 1
+    """rounds per episode: the game is repeated T times (EPyMARL's matrix games use 25)"""
+    total_timesteps: int = 64_000
+    """total environment steps (one step = one round in one copy of the game)"""
+    num_envs: int = 128
+    """copies of the game played in parallel; each update uses one full episode from each"""
+    eval_episodes: int = 1000
+    """episodes per evaluation (sampled policies; the greedy ones are deterministic in matrix games)"""
+    num_evals: int = 10
+    """evaluations during training (plus one at the end)"""
+    # <<< shared:args
+
+    # Algorithm-specific arguments
+    init_prob: float | None = None
+    """start every agent playing action 0 with this probability (the rest uniform), and the joint head
+    at the product of those; the proposal's adversarial start is 0.9. Default: uniform"""
+    learning_rate: float = 1e-2
+    """Adam learning rate for all networks"""
+    hidden_size: int = 64
+    """width of the shared torso, the joint head and the critic"""
+    gamma: float = 0.99
+    """discount factor"""
+    gae_lambda: float = 0.95
+    """lambda of generalized advantage estimation"""
+    norm_adv: bool = True
+    """if toggled, normalize advantages within each batch"""
+    ent_coef: float = 0.01
+    """coefficient of the entropy bonus (entropy of the acting mixture policy)"""
+    vf_coef: float = 0.5
+    """coefficient of the value loss"""
+    max_grad_norm: float = 0.5
+    """maximum norm for gradient clipping"""
+    lambda_max: float = 5.0
+    """final weight of KL(pi_jt || prod_i pi_i) in the loss (>= 0)"""
+    lambda_start: float = 0.0
+    """fraction of training at which lambda starts rising from 0"""
+    lambda_end: float = 0.5
+    """fraction of training at which lambda reaches --lambda-max"""
+    lambda_shape: Literal["linear", "cosine"] = "cosine"
+    """shape of lambda's ramp"""
+    alpha_start: float = 0.25
+    """fraction of training at which alpha (the weight of the product policy) starts rising from 0"""
+    alpha_end: float = 0.75
+    """fraction of training at which alpha reaches 1; after it the agents act fully decentralized"""
+    alpha_shape: Literal["linear", "cosine"] = "cosine"
+    """shape of alpha's ramp"""
+
+
+# >>> shared:boilerplate (every script in algos/ has this block; tests/test_shared_blocks.py keeps the copies identical)
+def check_common_args(args) -> None:
+    """Rejects bad common flags with a message naming the flag, before anything is built."""
+    for flag, value, low in [
+        ("--total-timesteps", args.total_timesteps, 1),
+        ("--num-envs", args.num_envs, 1),
+        ("--episode-length", args.episode_length, 1),
+        ("--eval-episodes", args.eval_episodes, 1),
+        ("--num-evals", args.num_evals, 0),
+    ]:
+        if value < low:
+            raise ValueError(f"{flag} must be >= {low}, got {value}")
+    if args.total_timesteps < args.num_envs * args.episode_length:
+        raise ValueError(
+            f"--total-timesteps ({args.total_timesteps}) is less than one update"
+            f" (--num-envs x --episode-length = {args.num_envs * args.episode_length})"
+        )
+    make_vec_env(args.env_id, 1, args.payoff, args.episode_length, args.penalty_k)  # raises on a bad game
+
+
+def setup_run(args):
+    """Seeds everything, picks the device, opens runs/{run_name} for TensorBoard (and W&B)."""
+    # imported here, not at the top: tensorboard is slow to import and only a run needs it
+    from torch.utils.tensorboard import SummaryWriter
+
+    random.seed(args.seed)
+    np.random.seed(args.seed)
+    torch.manual_seed(args.seed)
+    torch.backends.cudnn.deterministic = args.torch_deterministic
+    device = torch.device("cuda" if torch.cuda.is_available() and args.cuda else "cpu")
+    run_name = f"{args.env_id}__{args.exp_name}__{args.seed}__{int(time.time())}"
+    if args.track:
+        try:
+            import wandb
+        except ImportError:
+            raise ValueError("--track needs Weights and Biases: pip install wandb") from None
+        wandb.init(project=args.wandb_project_name, entity=args.wandb_entity, sync_tensorboard=True,
+                   config=vars(args), name=run_name, save_code=True)
+    writer = SummaryWriter(f"runs/{run_name}")
+    table = "\n".join(f"|{key}|{value}|" for key, value in vars(args).items())
+    writer.add_text("hyperparameters", f"|param|value|\n|-|-|\n{table}")
+    return run_name, writer, device
+
+
+@torch.no_grad()
+def evaluate(envs, act) -> float:
+    """Mean episode return of `act(obs, state) -> actions (B, N)` over one batch of episodes."""
+    obs, state = envs.reset()
+    episode_return = torch.zeros(envs.num_envs, device=obs.device)
+    for _ in range(envs.episode_length):
+        obs, state, reward, _ = envs.step(act(obs, state))
+        episode_return += reward
+    return episode_return.mean().item()
+
+
+def finish_run(args, run_name, writer, summary: dict) -> dict:
+    """Writes runs/{run_name}/summary.json (same seed, same file but for wall_time_s) and closes the logs."""
+    writer.close()
+    with open(f"runs/{run_name}/summary.json", "w") as f:
+        json.dump(summary, f, indent=2)
+    if args.track:
+        import wandb
+
+        wandb.finish()
+    if not args.quiet:
+        print(json.dumps({k: v for k, v in summary.items() if not isinstance(v, (dict, list))}, indent=2))
+    return summary
+# <<< shared:boilerplate
+
+
+# ============================ the algorithm: networks ============================
+def initial_log_probs(num_actions: int, init_prob: float | None) -> torch.Tensor:
+    """log pi(a) at the start: uniform, or P on action 0 and (1 - P) / (n - 1) on each other action."""
+    if init_prob is None:
+        return torch.full((num_actions,), -math.log(num_actions))
+    rest = math.log((1.0 - init_prob) / (num_actions - 1))
+    return torch.tensor([math.log(init_prob)] + [rest] * (num_actions - 1))
+
+
+def output_layer(in_features: int, log_probs: torch.Tensor) -> nn.Linear:
+    """A final layer whose softmax starts exactly at `log_probs` for every input (zero weights)."""
+    layer = nn.Linear(in_features, len(log_probs))
+    nn.init.zeros_(layer.weight)
+    with torch.no_grad():
+        layer.bias.copy_(log_probs)
+    return layer
+
+
+def mlp(in_features: int, hidden: int) -> nn.Sequential:
+    return nn.Sequential(nn.Linear(in_features, hidden), nn.Tanh(), nn.Linear(hidden, hidden), nn.Tanh())
+
+
+class DecentralizedActor(nn.Module):
+    """pi_i(a_i | o_i) for every agent: one torso shared by all agents (o_i holds agent i's id), one head each.
+
+    This module alone is what gets deployed: each agent runs it on its own observation.
+    """
+
+    def __init__(self, obs_dim: int, action_sizes: list[int], hidden: int, init_prob: float | None):
+        super().__init__()
+        self.torso = mlp(obs_dim, hidden)
+        self.heads = nn.ModuleList(output_layer(hidden, initial_log_probs(n, init_prob)) for n in action_sizes)
+
+    def marginal_log_probs(self, features: torch.Tensor) -> list[torch.Tensor]:
+        """features (B, N, hidden) -> [log pi_i(. | o_i) of shape (B, |A_i|) for each agent i]"""
+        return [F.log_softmax(head(features[:, i]), dim=-1) for i, head in enumerate(self.heads)]
+
+    def forward(self, obs: torch.Tensor) -> list[torch.Tensor]:
+        return self.marginal_log_probs(self.torso(obs))
+
+
+class JointHead(nn.Module):
+    """pi_jt(a | s) over all joint actions. It reads the global state s = (o_1, ..., o_N) through the
+    actor's shared torso, so most of its parameters are the decentralized actor's."""
+
+    def __init__(self, n_agents: int, action_sizes: list[int], hidden: int, init_prob: float | None):
+        super().__init__()
+        # start at the product of the agents' initial policies (zero correlation, KL = 0)
+        product = sum(
+            initial_log_probs(n, init_prob).reshape([-1 if j == i else 1 for j in range(n_agents)])
+            for i, n in enumerate(action_sizes)
+        )
+        self.net = nn.Sequential(nn.Linear(n_agents * hidden, hidden), nn.Tanh(), output_layer(hidden, product.reshape(-1)))
+
+    def forward(self, features: torch.Tensor) -> torch.Tensor:
+        """features (B, N, hidden) -> log pi_jt(. | s) of shape (B, prod_i |A_i|), agent 0's action most significant"""
+        return F.log_softmax(self.net(features.flatten(1)), dim=-1)
+
+
+# ============================ the algorithm: the three distributions ============================
+def product_log_probs(marginal_log_probs: list[torch.Tensor]) -> torch.Tensor:
+    """log prod_i pi_i(a_i) for every joint action: (B, prod_i |A_i|), same order as the joint head."""
+    n_agents = len(marginal_log_probs)
+    total = 0
+    for i, log_probs in enumerate(marginal_log_probs):
+        total = total + log_probs.reshape([log_probs.shape[0]] + [-1 if j == i else 1 for j in range(n_agents)])
+    return total.flatten(1)
+
+
+def kl_joint_to_product(joint_log_probs: torch.Tensor, product_log_probs: torch.Tensor) -> torch.Tensor:
+    """KL(pi_jt || prod_i pi_i) per state, exact over the joint action space, from log-probabilities only."""
+    # KL = sum_a pi_jt(a) * (log pi_jt(a) - log prod_i pi_i(a_i)); exp of a log-softmax never overflows, and
+    # where pi_jt(a) underflows to 0 the finite log-difference keeps the term at exactly 0 (no 0 * inf).
+    return (joint_log_probs.exp() * (joint_log_probs - product_log_probs)).sum(-1)
+
+
+def total_correlation(joint_log_probs: torch.Tensor, action_sizes: list[int]) -> torch.Tensor:
+    """KL(pi_jt || prod_i m_i), m_i the marginals of pi_jt itself: how far pi_jt is from any product policy."""
+    table = joint_log_probs.reshape([-1] + action_sizes)
+    own_marginals = [
+        torch.logsumexp(table, dim=[1 + j for j in range(len(action_sizes)) if j != i]) for i in range(len(action_sizes))
+    ]
+    return kl_joint_to_product(joint_log_probs, product_log_probs(own_marginals))
+
+
+def mixture_log_probs(joint_log_probs: torch.Tensor, product_log_probs: torch.Tensor, alpha: float) -> torch.Tensor:
+    """log pi_mix = log((1 - alpha) pi_jt + alpha prod_i pi_i), in log space."""
+    if alpha <= 0.0:
+        return joint_log_probs
+    if alpha >= 1.0:
+        return product_log_probs
+    return torch.logaddexp(math.log1p(-alpha) + joint_log_probs, math.log(alpha) + product_log_probs)
+
+
+def ramp(progress: float, start: float, end: float, shape: str) -> float:
+    """0 before `start`, 1 after `end` (fractions of training), a linear or cosine ramp in between."""
+    if progress <= start:
+        return 0.0
+    if progress >= end:
+        return 1.0
+    x = (progress - start) / (end - start)
+    return x if shape == "linear" else 0.5 - 0.5 * math.cos(math.pi * x)
+
+
+def check_args(args: Args) -> None:
+    check_common_args(args)
+    if not (args.lambda_max >= 0 and math.isfinite(args.lambda_max)):
+        raise ValueError(f"--lambda-max must be a finite number >= 0, got {args.lambda_max}")
+    if args.init_prob is not None and not 0.0 < args.init_prob < 1.0:
+        raise ValueError(f"--init-prob must lie strictly between 0 and 1, got {args.init_prob}")
+    for name in ("lambda", "alpha"):
+        start, end = getattr(args, f"{name}_start"), getattr(args, f"{name}_end")
+        if not 0.0 <= start <= end <= 1.0:
+            raise ValueError(f"need 0 <= --{name}-start <= --{name}-end <= 1, got {start} and {end}")
+    for flag in ("learning_rate", "ent_coef", "vf_coef", "max_grad_norm"):
+        if getattr(args, flag) < 0:
+            raise ValueError(f"--{flag.replace('_', '-')} must be >= 0, got {getattr(args, flag)}")
+
+
+def train(args: Args) -> dict:
+    check_args(args)
+    run_name, writer, device = setup_run(args)
+    start_time = time.time()
+
+    envs = make_vec_env(args.env_id, args.num_envs, args.payoff, args.episode_length, args.penalty_k, device)
+    eval_envs = make_vec_env(args.env_id, args.eval_episodes, args.payoff, args.episode_length, args.penalty_k, device)
+    n_agents, action_sizes, T = envs.n_agents, envs.action_sizes, envs.episode_length
+    # flat joint-action index <-> per-agent actions (agent 0 most significant, as in the payoff's memory layout)
+    strides = torch.tensor([math.prod(action_sizes[i + 1:]) for i in range(n_agents)], device=device)
+    sizes = torch.tensor(action_sizes, device=device)
+
+    actor = DecentralizedActor(envs.obs_dim, action_sizes, args.hidden_size, args.init_prob).to(device)
+    joint_head = JointHead(n_agents, action_sizes, args.hidden_size, args.init_prob).to(device)
+    critic = nn.Sequential(mlp(envs.state_dim, args.hidden_size), nn.Linear(args.hidden_size, 1)).to(device)
+    params = [*actor.parameters(), *joint_head.parameters(), *critic.parameters()]
+    optimizer = torch.optim.Adam(params, lr=args.learning_rate)
+
+    def policy(obs: torch.Tensor, alpha: float):
+        features = actor.torso(obs)
+        marginals = actor.marginal_log_probs(features)
+        joint_log_probs, prod_log_probs = joint_head(features), product_log_probs(marginals)
+        return joint_log_probs, prod_log_probs, mixture_log_probs(joint_log_probs, prod_log_probs, alpha)
+
+    def act_decentralized(obs, state, greedy: bool):
+        # each agent acts on its own observation with its own head: what is deployed
+        marginals = actor(obs)
+        return torch.stack([lp.argmax(-1) if greedy else Categorical(logits=lp).sample() for lp in marginals], -1)
+
+    def act_joint_greedy(obs, state):
+        flat = joint_head(actor.torso(obs)).argmax(-1)
+        return (flat.unsqueeze(-1) // strides) % sizes
+
+    # ================ rollout storage: one full T-step episode from each of the B games ================
+    B = args.num_envs
+    obs_buf = torch.zeros((T, B, n_agents, envs.obs_dim), device=device)
+    state_buf = torch.zeros((T, B, envs.state_dim), device=device)
+    action_buf = torch.zeros((T, B), dtype=torch.long, device=device)  # flat joint-action index
+    reward_buf = torch.zeros((T, B), device=device)
+    value_buf = torch.zeros((T, B), device=device)
+
+    num_updates = args.total_timesteps // (B * T)
+    eval_at = {round(num_updates * (k + 1) / (args.num_evals + 1)) for k in range(args.num_evals)}
+    log_every = max(1, num_updates // 200)
+    global_step = 0
+    for update in range(1, num_updates + 1):
+        # the schedules: progress reaches 1 on the last update, so training ends with alpha = 1
+        progress = update / num_updates
+        kl_coef = args.lambda_max * ramp(progress, args.lambda_start, args.lambda_end, args.lambda_shape)
+        alpha = ramp(progress, args.alpha_start, args.alpha_end, args.alpha_shape)
+
+        # ---------------- rollout: sample joint actions from the mixture pi_mix ----------------
+        obs, state = envs.reset()
+        with torch.no_grad():
+            for t in range(T):
+                obs_buf[t], state_buf[t] = obs, state
+                value_buf[t] = critic(state).squeeze(-1)
+                flat_action = Categorical(logits=policy(obs, alpha)[2]).sample()
+                action_buf[t] = flat_action
+                obs, state, reward_buf[t], _ = envs.step((flat_action.unsqueeze(-1) // strides) % sizes)
+        global_step += B * T
+
+        # ---------------- advantages: GAE over the episode, which ends in a terminal state ----------------
+        with torch.no_grad():
+            advantages = torch.zeros_like(reward_buf)
+            last_gae = torch.zeros(B, device=device)
+            for t in reversed(range(T)):
+                next_value = value_buf[t + 1] if t + 1 < T else torch.zeros(B, device=device)
+                # delta_t = r_t + gamma V(s_{t+1}) - V(s_t);  A_t = delta_t + gamma lambda A_{t+1}
+                delta = reward_buf[t] + args.gamma * next_value - value_buf[t]
+                last_gae = delta + args.gamma * args.gae_lambda * last_gae
+                advantages[t] = last_gae
+            returns = advantages + value_buf
+
+        # ---------------- the loss ----------------
+        b_obs, b_state = obs_buf.flatten(0, 1), state_buf.flatten(0, 1)
+        b_actions, b_adv, b_returns = action_buf.flatten(), advantages.flatten(), returns.flatten()
+        if args.norm_adv and b_adv.numel() > 1:
+            b_adv = (b_adv - b_adv.mean()) / (b_adv.std() + 1e-8)
+        joint_log_probs, prod_log_probs, mix_log_probs = policy(b_obs, alpha)
+        # policy gradient on the acting policy:  -E[ A(s, a) log pi_mix(a | s) ]
+        pg_loss = -(b_adv * mix_log_probs.gather(1, b_actions.unsqueeze(1)).squeeze(1)).mean()
+        # the proposal's penalty:  lambda_t * KL(pi_jt(.|s) || prod_i pi_i(.|o_i)), averaged over visited states
+        kl = kl_joint_to_product(joint_log_probs, prod_log_probs).mean()
+        # entropy of the acting policy H(pi_mix), exact over the joint action space
+        entropy = -(mix_log_probs.exp() * mix_log_probs).sum(-1).mean()
+        value_loss = 0.5 * (critic(b_state).squeeze(-1) - b_returns).pow(2).mean()
+        loss = pg_loss + kl_coef * kl - args.ent_coef * entropy + args.vf_coef * value_loss
+
+        optimizer.zero_grad()
+        loss.backward()
+        nn.utils.clip_grad_norm_(params, args.max_grad_norm)
+        optimizer.step()
+
+        # ============================ logging (CleanRL's names) ============================
+        if update % log_every == 0 or update == num_updates:
+            writer.add_scalar("charts/episodic_return", reward_buf.sum(0).mean().item(), global_step)
+            writer.add_scalar("charts/lambda", kl_coef, global_step)
+            writer.add_scalar("charts/alpha", alpha, global_step)
+            writer.add_scalar("charts/total_correlation", total_correlation(joint_log_probs, action_sizes).mean().item(), global_step)
+            writer.add_scalar("losses/kl_joint_to_product", kl.item(), global_step)
+            writer.add_scalar("losses/policy_loss", pg_loss.item(), global_step)
+            writer.add_scalar("losses/value_loss", value_loss.item(), global_step)
+            writer.add_scalar("losses/entropy", entropy.item(), global_step)
+            writer.add_scalar("charts/SPS", int(global_step / (time.time() - start_time)), global_step)
+        if update in eval_at or update == num_updates:
+            greedy_return = evaluate(eval_envs, lambda o, s: act_decentralized(o, s, greedy=True))
+            writer.add_scalar("eval/decentralized_return_greedy", greedy_return, global_step)
+            if not args.quiet:
+                print(f"update {update}/{num_updates}  step {global_step}  return {reward_buf.sum(0).mean():.2f}"
+                      f"  greedy decentralized {greedy_return:.2f}  lambda {kl_coef:.2f}  alpha {alpha:.2f}"
+                      f"  KL {kl.item():.3f}  SPS {int(global_step / (time.time() - start_time))}")
+
+    # ============================ evaluation and summary ============================
+    summary = {
+        "algo": args.exp_name,
+        "env_id": args.env_id,
+        "seed": args.seed,
+        "decentralized": True,
+        "decentralized_return_greedy": evaluate(eval_envs, lambda o, s: act_decentralized(o, s, greedy=True)),
+        "decentralized_return_sampled": evaluate(eval_envs, lambda o, s: act_decentralized(o, s, greedy=False)),
+        "joint_return_greedy": evaluate(eval_envs, act_joint_greedy),
+        "optimum": envs.optimum,
+        "env_steps": global_step,
+        "final_kl_joint_to_product": kl.item(),
+        "wall_time_s": time.time() - start_time,
+    }
+    with torch.no_grad():  # matrix games: the learned policy tables, row t = the policy in round t
+        round_obs = torch.as_tensor(np.stack([envs.observation_array(t) for t in range(T)]), device=device)
+        summary["policy"] = {
+            agent: log_probs.exp().tolist() for agent, log_probs in zip(envs.possible_agents, actor(round_obs))
+        }
+        summary["joint_policy"] = [row.reshape(action_sizes).tolist() for row in joint_head(actor.torso(round_obs)).exp()]
+    if args.save_model:
+        torch.save(actor.state_dict(), f"runs/{run_name}/{args.exp_name}.actors.pt")
+    return finish_run(args, run_name, writer, summary)
+
+
+if __name__ == "__main__":
+    cli_args = tyro.cli(Args)
+    try:
+        check_args(cli_args)
+    except ValueError as err:
+        raise SystemExit(f"error: {err}") from None
+    train(cli_args)
