@@ -44,9 +44,11 @@ class Args:
     seed: int = 1
     """seed of the experiment: the same seed gives the same numbers"""
     torch_deterministic: bool = True
-    """if toggled, ask torch for deterministic algorithms"""
+    """if toggled, `torch.backends.cudnn.deterministic=True` (matters on the GPU only)"""
     cuda: bool = False
     """if toggled, train on the GPU when there is one (the matrix games run faster on the CPU)"""
+    threads: int = 1
+    """torch CPU threads (one is fastest for networks this small)"""
     track: bool = False
     """if toggled, also log to Weights and Biases (needs `pip install wandb`)"""
     wandb_project_name: str = "marl-refs"
@@ -120,6 +122,7 @@ def check_common_args(args) -> None:
         ("--episode-length", args.episode_length, 1),
         ("--eval-episodes", args.eval_episodes, 1),
         ("--num-evals", args.num_evals, 0),
+        ("--threads", args.threads, 1),
     ]:
         if value < low:
             raise ValueError(f"{flag} must be >= {low}, got {value}")
@@ -140,6 +143,7 @@ def setup_run(args):
     np.random.seed(args.seed)
     torch.manual_seed(args.seed)
     torch.backends.cudnn.deterministic = args.torch_deterministic
+    torch.set_num_threads(args.threads)
     device = torch.device("cuda" if torch.cuda.is_available() and args.cuda else "cpu")
     run_name = f"{args.env_id}__{args.exp_name}__{args.seed}__{int(time.time())}"
     if args.track:

@@ -1,0 +1,46 @@
+"""The blocks every script shares by design must stay identical across algos/ (CleanRL's copies drifted).
+
+A shared block runs from a line `# >>> shared:NAME ...` to a line `# <<< shared:NAME`.
+"""
+
+import re
+from pathlib import Path
+
+import pytest
+
+SCRIPTS = sorted(p for p in (Path(__file__).parents[1] / "algos").glob("*.py") if p.name != "__init__.py")
+REQUIRED_BLOCKS = {"args", "boilerplate"}
+BLOCK = re.compile(r"^[ \t]*# >>> shared:(\w+).*?$(.*?)^[ \t]*# <<< shared:\1\s*$", re.MULTILINE | re.DOTALL)
+
+
+def shared_blocks(path: Path) -> dict[str, str]:
+    text = path.read_text()
+    blocks = {name: body for name, body in BLOCK.findall(text)}
+    opened = re.findall(r"# >>> shared:(\w+)", text)
+    assert sorted(opened) == sorted(blocks), f"{path.name}: a shared block is not closed: {opened}"
+    return blocks
+
+
+def test_there_are_scripts_to_compare():
+    assert len(SCRIPTS) >= 2, [p.name for p in SCRIPTS]
+
+
+@pytest.mark.parametrize("script", SCRIPTS, ids=lambda p: p.name)
+def test_every_script_has_the_shared_blocks(script):
+    assert REQUIRED_BLOCKS <= set(shared_blocks(script)), script.name
+
+
+@pytest.mark.parametrize("name", sorted(REQUIRED_BLOCKS))
+def test_shared_blocks_are_identical(name):
+    reference = SCRIPTS[0]
+    expected = shared_blocks(reference)[name]
+    for script in SCRIPTS[1:]:
+        assert shared_blocks(script)[name] == expected, f"shared:{name} differs between {reference.name} and {script.name}"
+
+
+def test_the_check_notices_drift(tmp_path):
+    """The comparison sees a one-character edit (so the test above can fail)."""
+    text = SCRIPTS[0].read_text()
+    drifted = tmp_path / "drifted.py"
+    drifted.write_text(text.replace("seed: int = 1", "seed: int = 2", 1))
+    assert shared_blocks(drifted)["args"] != shared_blocks(SCRIPTS[0])["args"]
