@@ -1,0 +1,150 @@
+"""mi_pg and ipg end to end: the proposal's claims as convergence tests, plus the scripts' contracts."""
+
+import json
+import math
+import subprocess
+import sys
+from pathlib import Path
+
+import pytest
+import torch
+
+from algos import ipg, mi_pg
+
+ROOT = Path(__file__).resolve().parents[1]
+SEEDS = range(1, 7)
+
+
+def at_optimum(summary) -> bool:
+    return summary["decentralized_return_greedy"] == pytest.approx(summary["optimum"])
+
+
+# ------------------------------------------------------------------ the trap, and the escape
+def test_ipg_falls_into_the_payoff_0_corner_from_the_adversarial_start(run_algo):
+    """From p = q = 0.9 > 3/4 the factored gradient drives both agents to action 0 (payoff 0)."""
+    summaries = [run_algo("ipg", seed=seed, init_prob=0.9) for seed in SEEDS]
+    trapped = [s for s in summaries if s["decentralized_return_greedy"] == 0.0 and
+               all(s["policy"][agent][0][0] > 0.9 for agent in s["policy"])]
+    assert len(trapped) >= 5, [s["decentralized_return_greedy"] for s in summaries]
+
+
+def test_mi_pg_escapes_the_trap_and_ends_decentralized(run_algo):
+    summaries = [run_algo("mi_pg", seed=seed, init_prob=0.9, lambda_max=5.0) for seed in SEEDS]
+    assert sum(at_optimum(s) for s in summaries) >= 5, [s["decentralized_return_greedy"] for s in summaries]
+    for s in summaries:
+        if at_optimum(s):
+            # the executed policy is the product of the marginals, and it has settled on the optimum
+            assert s["decentralized_return_sampled"] > 9.5
+            assert all(s["policy"][agent][0][1] > 0.97 for agent in s["policy"])
+            assert s["final_kl_joint_to_product"] < 0.05
+
+
+def test_climbing_mi_pg_reaches_11_ipg_does_not(run_algo):
+    """Claus & Boutilier's climbing game from a uniform start."""
+    mi = [run_algo("mi_pg", env_id="climbing", seed=seed)["decentralized_return_greedy"] for seed in SEEDS]
+    ind = [run_algo("ipg", env_id="climbing", seed=seed)["decentralized_return_greedy"] for seed in SEEDS]
+    assert sum(r == 11.0 for r in mi) >= 4, mi
+    assert sum(r == 11.0 for r in ind) <= 1, ind
+
+
+# ------------------------------------------------------------------ the scripts' contracts
+SMALL = {"total_timesteps": 6400, "num_envs": 64, "eval_episodes": 200}
+
+
+@pytest.mark.parametrize("algo", ["mi_pg", "ipg"])
+def test_same_seed_same_summary(run_algo, algo):
+    runs = [run_algo(algo, seed=7, env_id="climbing", episode_length=3, **SMALL) for _ in range(2)]
+    for run in runs:
+        run.pop("wall_time_s")
+    assert runs[0] == runs[1]
+    other = run_algo(algo, seed=8, env_id="climbing", episode_length=3, **SMALL)
+    assert other["policy"] != runs[0]["policy"]
+
+
+def test_summary_file_and_tables(run_algo, tmp_path):
+    summary = run_algo("mi_pg", env_id="custom", payoff="[[[1,0],[0,0],[0,0]],[[0,0],[0,0],[0,2]]]",
+                       episode_length=2, **SMALL)
+    (written,) = tmp_path.glob("runs/*/summary.json")
+    assert json.loads(written.read_text()) == summary
+    for key in ["algo", "env_id", "seed", "decentralized_return_greedy", "decentralized_return_sampled",
+                "joint_return_greedy", "optimum", "env_steps", "wall_time_s"]:
+        assert key in summary
+    assert summary["algo"] == "mi_pg" and summary["env_id"] == "custom" and summary["optimum"] == 4.0
+    assert summary["env_steps"] == 6400
+    sizes = [2, 3, 2]
+    for i, agent in enumerate(["agent_0", "agent_1", "agent_2"]):
+        rows = summary["policy"][agent]
+        assert len(rows) == 2 and all(len(row) == sizes[i] and sum(row) == pytest.approx(1) for row in rows)
+    joint = torch.tensor(summary["joint_policy"])  # one table per round, shaped like the payoff
+    assert joint.shape == (2, 2, 3, 2) and joint.sum((1, 2, 3)).tolist() == pytest.approx([1, 1])
+
+
+def test_tensorboard_scalars(run_algo, tmp_path):
+    from tensorboard.backend.event_processing.event_accumulator import EventAccumulator
+
+    run_algo("mi_pg", **SMALL)
+    (run_dir,) = tmp_path.glob("runs/*")
+    tags = set(EventAccumulator(str(run_dir)).Reload().Tags()["scalars"])
+    assert {"charts/episodic_return", "charts/SPS", "charts/lambda", "charts/alpha", "charts/total_correlation",
+            "losses/kl_joint_to_product", "losses/policy_loss", "losses/value_loss", "losses/entropy",
+            "eval/decentralized_return_greedy"} <= tags
+
+
+def test_save_model_keeps_only_the_decentralized_actor(run_algo, tmp_path):
+    summary = run_algo("mi_pg", env_id="climbing", save_model=True, **SMALL)
+    (path,) = tmp_path.glob("runs/*/mi_pg.actors.pt")
+    state = torch.load(path)
+    assert all(key.startswith(("torso.", "heads.")) for key in state), list(state)
+    actor = mi_pg.DecentralizedActor(obs_dim=2, action_sizes=[3, 3], hidden=64, init_prob=None)
+    actor.load_state_dict(state)
+    with torch.no_grad():
+        probs = [lp.exp()[0] for lp in actor(torch.eye(2).unsqueeze(0))]
+    for agent, p in zip(["agent_0", "agent_1"], probs):
+        assert p.tolist() == pytest.approx(summary["policy"][agent][0], abs=1e-6)
+
+
+def test_no_nan_under_extreme_settings(run_algo):
+    summary = run_algo("mi_pg", env_id="penalty", penalty_k=-1000.0, lambda_max=1000.0, learning_rate=0.1,
+                       lambda_end=0.05, alpha_start=0.05, alpha_end=0.1, **SMALL)
+    numbers = [v for v in summary.values() if isinstance(v, float)]
+    numbers += [p for rows in summary["policy"].values() for row in rows for p in row]
+    assert all(math.isfinite(x) for x in numbers)
+
+
+@pytest.mark.parametrize(
+    ("overrides", "message"),
+    [
+        ({"lambda_max": -1.0}, "--lambda-max must be a finite number >= 0"),
+        ({"init_prob": 1.0}, "--init-prob must lie strictly between 0 and 1"),
+        ({"alpha_end": 1.5}, "--alpha-start <= --alpha-end <= 1"),
+        ({"lambda_start": 0.6, "lambda_end": 0.5}, "--lambda-start <= --lambda-end"),
+        ({"env_id": "matching-pennies"}, "unknown --env-id 'matching-pennies'; registered: coordination-2x2"),
+        ({"env_id": "custom", "payoff": "[[1, 2], [3]]"}, "--payoff is not rectangular"),
+        ({"num_envs": 0}, "--num-envs must be >= 1"),
+        ({"total_timesteps": 10}, "--total-timesteps .* is less than one update"),
+    ],
+)
+def test_bad_input_names_the_flag(overrides, message):
+    with pytest.raises(ValueError, match=message):
+        mi_pg.check_args(mi_pg.Args(**overrides))
+
+
+def test_ipg_rejects_bad_init_prob():
+    with pytest.raises(ValueError, match="--init-prob"):
+        ipg.check_args(ipg.Args(init_prob=0.0))
+
+
+def test_cli_reports_errors_without_a_traceback():
+    result = subprocess.run([sys.executable, "algos/mi_pg.py", "--lambda-max", "-2"], cwd=ROOT,
+                            capture_output=True, text=True, timeout=120, check=False)
+    assert result.returncode != 0
+    assert "error: --lambda-max must be a finite number >= 0, got -2.0" in result.stderr
+    assert "Traceback" not in result.stderr
+
+
+@pytest.mark.parametrize("script", ["mi_pg", "ipg"])
+def test_cli_help(script):
+    result = subprocess.run([sys.executable, f"algos/{script}.py", "--help"], cwd=ROOT,
+                            capture_output=True, text=True, timeout=120, check=False)
+    assert result.returncode == 0, result.stderr
+    assert "--init-prob" in result.stdout and "--env-id" in result.stdout
