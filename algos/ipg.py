@@ -244,7 +244,7 @@ def train(args: Args) -> dict:
     value_buf = torch.zeros((T, B), device=device)
 
     num_updates = args.total_timesteps // (B * T)
-    eval_at = {round(num_updates * (k + 1) / (args.num_evals + 1)) for k in range(args.num_evals)}
+    eval_at = {round(num_updates * (k + 1) / (args.num_evals + 1)) for k in range(args.num_evals)} - {num_updates}
     log_every = max(1, num_updates // 200)
     global_step = 0
     for update in range(1, num_updates + 1):
@@ -298,7 +298,7 @@ def train(args: Args) -> dict:
             writer.add_scalar("losses/value_loss", value_loss.item(), global_step)
             writer.add_scalar("losses/entropy", entropy.item(), global_step)
             writer.add_scalar("charts/SPS", int(global_step / (time.time() - start_time)), global_step)
-        if update in eval_at or update == num_updates:
+        if update in eval_at:
             greedy_return = evaluate(eval_envs, lambda o, s: act_decentralized(o, s, greedy=True))
             writer.add_scalar("eval/decentralized_return_greedy", greedy_return, global_step)
             if not args.quiet:
@@ -306,12 +306,14 @@ def train(args: Args) -> dict:
                       f"  greedy decentralized {greedy_return:.2f}  SPS {int(global_step / (time.time() - start_time))}")
 
     # ============================ evaluation and summary ============================
+    greedy_return = evaluate(eval_envs, lambda o, s: act_decentralized(o, s, greedy=True))
+    writer.add_scalar("eval/decentralized_return_greedy", greedy_return, global_step)
     summary = {
         "algo": args.exp_name,
         "env_id": args.env_id,
         "seed": args.seed,
         "decentralized": True,
-        "decentralized_return_greedy": evaluate(eval_envs, lambda o, s: act_decentralized(o, s, greedy=True)),
+        "decentralized_return_greedy": greedy_return,
         "decentralized_return_sampled": evaluate(eval_envs, lambda o, s: act_decentralized(o, s, greedy=False)),
         "joint_return_greedy": None,  # ipg has no joint policy
         "optimum": envs.optimum,
