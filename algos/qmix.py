@@ -1,0 +1,426 @@
+"""QMIX: a monotonic mixing of per-agent utilities, conditioned on the global state.
+
+Each agent i has a utility Q_i(o_i, a_i) (one torso shared by all agents, with the agent's id in its
+observation, and one head of size |A_i| per agent). A mixing network combines them into
+    Q_tot(s, a) = f_s(Q_1(o_1, a_1), ..., Q_N(o_N, a_N)),   with dQ_tot / dQ_i >= 0 for every i,
+where the weights of f_s come from hypernetworks reading the global state s, made non-negative by an
+absolute value. Monotonicity makes each agent's argmax of its own Q_i an argmax of Q_tot, so the agents
+execute decentralized; it also limits what Q_tot can represent: if Q_tot(1, b) > Q_tot(0, b) for one
+action b of the other agent, then Q_tot(1, b') >= Q_tot(0, b') for every b'. The 2x2 game [[0, -5], [-5, 10]]
+breaks that rule (the proposal's argument), and so does the QTRAN game (Son et al., 2019).
+Trained by one-step Q-learning on Q_tot with target networks for the utilities and the mixer:
+    y = r + gamma * f^target_s'(max_a' Q_1^target(o_1', a'), ..., max_a' Q_N^target(o_N', a')).
+
+Paper:    Rashid et al. (2018), "QMIX: Monotonic Value Function Factorisation for Deep Multi-Agent
+          Reinforcement Learning" (ICML).
+Run:      python algos/qmix.py --env-id qtran-3x3
+          tensorboard --logdir runs
+"""
+
+import json
+import os
+import random
+import sys
+import time
+from dataclasses import dataclass
+from pathlib import Path
+
+import numpy as np
+import torch
+import torch.nn.functional as F
+import tyro
+from torch import nn
+
+sys.path.insert(0, str(Path(__file__).resolve().parents[1]))  # `envs` lives next to `algos`
+from envs import make_vec_env
+
+
+@dataclass
+class Args:
+    # >>> shared:args (every script in algos/ has these fields; tests/test_shared_blocks.py keeps the copies identical)
+    exp_name: str = os.path.basename(__file__)[: -len(".py")]
+    """the name of this experiment (defaults to the script's name)"""
+    seed: int = 1
+    """seed of the experiment: the same seed gives the same numbers"""
+    torch_deterministic: bool = True
+    """if toggled, `torch.backends.cudnn.deterministic=True` (matters on the GPU only)"""
+    cuda: bool = False
+    """if toggled, train on the GPU when there is one (the matrix games run faster on the CPU)"""
+    threads: int = 1
+    """torch CPU threads (one is fastest for networks this small)"""
+    track: bool = False
+    """if toggled, also log to Weights and Biases (needs `pip install wandb`)"""
+    wandb_project_name: str = "marl-refs"
+    """the Weights and Biases project"""
+    wandb_entity: str | None = None
+    """the Weights and Biases entity (team)"""
+    save_model: bool = False
+    """if toggled, save the decentralized per-agent actors to runs/{run_name}/{exp_name}.actors.pt"""
+    quiet: bool = False
+    """if toggled, print no progress lines"""
+    env_id: str = "coordination-2x2"
+    """the game: coordination-2x2, climbing, penalty, qtran-3x3, or custom (with --payoff)"""
+    payoff: str | None = None
+    """with --env-id custom: the payoff as a JSON nested list, one axis per agent, e.g. '[[1,0],[0,1]]'"""
+    penalty_k: float = -100.0
+    """the penalty k of the `penalty` game"""
+    episode_length: int = 1
+    """rounds per episode: the game is repeated T times (EPyMARL's matrix games use 25)"""
+    total_timesteps: int = 64_000
+    """total environment steps (one step = one round in one copy of the game)"""
+    num_envs: int = 128
+    """copies of the game played in parallel; each update uses one full episode from each"""
+    eval_episodes: int = 1000
+    """episodes per evaluation (sampled policies; the greedy ones are deterministic in matrix games)"""
+    num_evals: int = 10
+    """evaluations during training (plus one at the end)"""
+    # <<< shared:args
+
+    # Algorithm-specific arguments
+    learning_rate: float = 5e-3
+    """Adam learning rate"""
+    buffer_size: int = 4096
+    """replay buffer capacity, in episodes (each holds episode_length steps of all agents)"""
+    batch_size: int = 128
+    """episodes sampled from the buffer per gradient step"""
+    gamma: float = 0.99
+    """discount factor"""
+    tau: float = 1.0
+    """target network update rate (1.0: copy the weights every --target-network-frequency steps)"""
+    target_network_frequency: int = 20
+    """gradient steps between target network updates"""
+    start_e: float = 1.0
+    """epsilon at the start of training"""
+    end_e: float = 0.05
+    """epsilon at the end of the schedule"""
+    exploration_fraction: float = 0.5
+    """fraction of --total-timesteps over which epsilon goes linearly from --start-e to --end-e"""
+    learning_starts: int = 1024
+    """environment steps collected before the first gradient step"""
+    train_frequency: int = 2
+    """collection rounds (one episode in each of the --num-envs games) per gradient step"""
+    hidden_size: int = 64
+    """width of the shared utility torso"""
+    double_q: bool = False
+    """if toggled, Double-DQN targets: the online network picks a', the target network values it"""
+    max_grad_norm: float = 10.0
+    """maximum norm for gradient clipping"""
+    mixing_embed_dim: int = 32
+    """width of the mixing network's hidden layer"""
+
+
+# >>> shared:boilerplate (every script in algos/ has this block; tests/test_shared_blocks.py keeps the copies identical)
+def check_common_args(args) -> None:
+    """Rejects bad common flags with a message naming the flag, before anything is built."""
+    for flag, value, low in [
+        ("--total-timesteps", args.total_timesteps, 1),
+        ("--num-envs", args.num_envs, 1),
+        ("--episode-length", args.episode_length, 1),
+        ("--eval-episodes", args.eval_episodes, 1),
+        ("--num-evals", args.num_evals, 0),
+        ("--threads", args.threads, 1),
+    ]:
+        if value < low:
+            raise ValueError(f"{flag} must be >= {low}, got {value}")
+    if args.total_timesteps < args.num_envs * args.episode_length:
+        raise ValueError(
+            f"--total-timesteps ({args.total_timesteps}) is less than one update"
+            f" (--num-envs x --episode-length = {args.num_envs * args.episode_length})"
+        )
+    make_vec_env(args.env_id, 1, args.payoff, args.episode_length, args.penalty_k)  # raises on a bad game
+
+
+def setup_run(args):
+    """Seeds everything, picks the device, opens runs/{run_name} for TensorBoard (and W&B)."""
+    # imported here, not at the top: tensorboard is slow to import and only a run needs it
+    from torch.utils.tensorboard import SummaryWriter
+
+    random.seed(args.seed)
+    np.random.seed(args.seed)
+    torch.manual_seed(args.seed)
+    torch.backends.cudnn.deterministic = args.torch_deterministic
+    torch.set_num_threads(args.threads)
+    device = torch.device("cuda" if torch.cuda.is_available() and args.cuda else "cpu")
+    run_name = f"{args.env_id}__{args.exp_name}__{args.seed}__{int(time.time())}"
+    if args.track:
+        try:
+            import wandb
+        except ImportError:
+            raise ValueError("--track needs Weights and Biases: pip install wandb") from None
+        wandb.init(project=args.wandb_project_name, entity=args.wandb_entity, sync_tensorboard=True,
+                   config=vars(args), name=run_name, save_code=True)
+    writer = SummaryWriter(f"runs/{run_name}")
+    table = "\n".join(f"|{key}|{value}|" for key, value in vars(args).items())
+    writer.add_text("hyperparameters", f"|param|value|\n|-|-|\n{table}")
+    return run_name, writer, device
+
+
+@torch.no_grad()
+def evaluate(envs, act) -> float:
+    """Mean episode return of `act(obs, state) -> actions (B, N)` over one batch of episodes."""
+    obs, state = envs.reset()
+    episode_return = torch.zeros(envs.num_envs, device=obs.device)
+    for _ in range(envs.episode_length):
+        obs, state, reward, _ = envs.step(act(obs, state))
+        episode_return += reward
+    return episode_return.mean().item()
+
+
+def finish_run(args, run_name, writer, summary: dict) -> dict:
+    """Writes runs/{run_name}/summary.json (same seed, same file but for wall_time_s) and closes the logs."""
+    writer.close()
+    with open(f"runs/{run_name}/summary.json", "w") as f:
+        json.dump(summary, f, indent=2)
+    if args.track:
+        import wandb
+
+        wandb.finish()
+    if not args.quiet:
+        print(json.dumps({k: v for k, v in summary.items() if not isinstance(v, (dict, list))}, indent=2))
+    return summary
+# <<< shared:boilerplate
+
+# ============================ the algorithm: networks ============================
+class DecentralizedQNetwork(nn.Module):
+    """Q_i(o_i, .) for every agent: one torso shared by all agents (o_i holds agent i's id), one head each.
+
+    This module alone is what gets deployed: each agent runs it on its own observation and takes the argmax.
+    """
+
+    def __init__(self, obs_dim: int, action_sizes: list[int], hidden: int):
+        super().__init__()
+        self.torso = nn.Sequential(nn.Linear(obs_dim, hidden), nn.ReLU(), nn.Linear(hidden, hidden), nn.ReLU())
+        self.heads = nn.ModuleList(nn.Linear(hidden, n) for n in action_sizes)
+
+    def forward(self, obs: torch.Tensor) -> list[torch.Tensor]:
+        """obs (..., N, obs_dim) -> [Q_i(o_i, .) of shape (..., |A_i|) for each agent i]"""
+        features = self.torso(obs)
+        return [head(features[..., i, :]) for i, head in enumerate(self.heads)]
+
+
+class QMixer(nn.Module):
+    """Q_tot = f_s(Q_1, ..., Q_N): a one-hidden-layer network whose weights are made by hypernetworks of s.
+
+    forward(agent_qs (..., N), states (..., state_dim)) -> Q_tot (...). Training only (it reads the state).
+    """
+
+    def __init__(self, n_agents: int, state_dim: int, embed_dim: int):
+        super().__init__()
+        self.n_agents, self.embed_dim = n_agents, embed_dim
+        self.hyper_w1 = nn.Linear(state_dim, n_agents * embed_dim)
+        self.hyper_b1 = nn.Linear(state_dim, embed_dim)
+        self.hyper_w_final = nn.Linear(state_dim, embed_dim)
+        # the last bias is a state value V(s), two layers as in the paper
+        self.hyper_v = nn.Sequential(nn.Linear(state_dim, embed_dim), nn.ReLU(), nn.Linear(embed_dim, 1))
+
+    def non_negative(self, weights: torch.Tensor) -> torch.Tensor:
+        # |w| >= 0 keeps dQ_tot/dQ_i >= 0 (ELU is increasing): the paper's monotonicity constraint
+        return torch.abs(weights)
+
+    def forward(self, agent_qs: torch.Tensor, states: torch.Tensor) -> torch.Tensor:
+        batch_shape = agent_qs.shape[:-1]
+        qs = agent_qs.reshape(-1, 1, self.n_agents)
+        states = states.reshape(-1, states.shape[-1])
+        w1 = self.non_negative(self.hyper_w1(states)).view(-1, self.n_agents, self.embed_dim)
+        b1 = self.hyper_b1(states).view(-1, 1, self.embed_dim)
+        # hidden = ELU(Q W_1(s) + b_1(s))
+        hidden = F.elu(torch.bmm(qs, w1) + b1)
+        w_final = self.non_negative(self.hyper_w_final(states)).view(-1, self.embed_dim, 1)
+        # Q_tot = hidden W_2(s) + V(s)
+        q_tot = torch.bmm(hidden, w_final) + self.hyper_v(states).view(-1, 1, 1)
+        return q_tot.view(batch_shape)
+
+
+def chosen_q(utilities: list[torch.Tensor], actions: torch.Tensor) -> torch.Tensor:
+    """Q_i(o_i, a_i) of the actions taken: utilities [(..., |A_i|)], actions (..., N) -> (..., N)"""
+    return torch.stack([q.gather(-1, actions[..., i : i + 1]).squeeze(-1) for i, q in enumerate(utilities)], -1)
+
+
+def joint_actions(action_sizes: list[int], device) -> torch.Tensor:
+    """Every joint action as a row (a_1, ..., a_N), agent 0 most significant (the payoff's C order)."""
+    return torch.cartesian_prod(*[torch.arange(n, device=device) for n in action_sizes]).reshape(-1, len(action_sizes))
+
+
+def q_tot_table(mixer: QMixer, utilities: list[torch.Tensor], states: torch.Tensor) -> torch.Tensor:
+    """Q_tot for every joint action: utilities [(B, |A_i|)], states (B, state_dim) -> (B, |A_1|, ..., |A_N|).
+
+    Enumerates all prod_i |A_i| joint actions: fine for matrix games, exponential in N in general.
+    """
+    all_joint = joint_actions([q.shape[-1] for q in utilities], states.device)  # (J, N)
+    agent_qs = torch.stack([q[:, all_joint[:, i]] for i, q in enumerate(utilities)], -1)  # (B, J, N)
+    q_tot = mixer(agent_qs, states.unsqueeze(1).expand(-1, len(all_joint), -1))  # (B, J)
+    return q_tot.reshape(-1, *[q.shape[-1] for q in utilities])
+
+
+def linear_schedule(start_e: float, end_e: float, duration: float, step: int) -> float:
+    """epsilon goes linearly from start_e to end_e over `duration` steps, then stays at end_e."""
+    progress = min(step / duration, 1.0) if duration > 0 else 1.0
+    return start_e + progress * (end_e - start_e)
+
+
+def check_args(args: Args) -> None:
+    check_common_args(args)
+    for flag in ("buffer_size", "batch_size", "target_network_frequency", "train_frequency", "hidden_size",
+                 "mixing_embed_dim"):
+        if getattr(args, flag) < 1:
+            raise ValueError(f"--{flag.replace('_', '-')} must be >= 1, got {getattr(args, flag)}")
+    if args.buffer_size < args.num_envs:
+        raise ValueError(f"--buffer-size ({args.buffer_size}) must be >= --num-envs ({args.num_envs}):"
+                         " one collection round stores one episode per game")
+    for flag in ("start_e", "end_e", "exploration_fraction", "gamma"):
+        if not 0.0 <= getattr(args, flag) <= 1.0:
+            raise ValueError(f"--{flag.replace('_', '-')} must lie in [0, 1], got {getattr(args, flag)}")
+    if not 0.0 < args.tau <= 1.0:
+        raise ValueError(f"--tau must lie in (0, 1], got {args.tau}")
+    for flag in ("learning_rate", "max_grad_norm"):
+        if not getattr(args, flag) > 0:
+            raise ValueError(f"--{flag.replace('_', '-')} must be > 0, got {getattr(args, flag)}")
+    if args.learning_starts < 0:
+        raise ValueError(f"--learning-starts must be >= 0, got {args.learning_starts}")
+
+
+def train(args: Args) -> dict:
+    check_args(args)
+    run_name, writer, device = setup_run(args)
+    start_time = time.time()
+
+    envs = make_vec_env(args.env_id, args.num_envs, args.payoff, args.episode_length, args.penalty_k, device)
+    eval_envs = make_vec_env(args.env_id, args.eval_episodes, args.payoff, args.episode_length, args.penalty_k, device)
+    n_agents, action_sizes, T = envs.n_agents, envs.action_sizes, envs.episode_length
+
+    q_network = DecentralizedQNetwork(envs.obs_dim, action_sizes, args.hidden_size).to(device)
+    target_network = DecentralizedQNetwork(envs.obs_dim, action_sizes, args.hidden_size).to(device)
+    target_network.load_state_dict(q_network.state_dict())
+    mixer = QMixer(n_agents, envs.state_dim, args.mixing_embed_dim).to(device)
+    target_mixer = QMixer(n_agents, envs.state_dim, args.mixing_embed_dim).to(device)
+    target_mixer.load_state_dict(mixer.state_dict())
+    params = [*q_network.parameters(), *mixer.parameters()]
+    optimizer = torch.optim.Adam(params, lr=args.learning_rate)
+
+    def act_greedy(obs, state):
+        # each agent argmaxes its own Q_i on its own observation: no joint action is ever formed
+        return torch.stack([q.argmax(-1) for q in q_network(obs)], -1)
+
+    all_joint_actions = joint_actions(action_sizes, device)
+
+    def act_joint_greedy(obs, state):
+        # the argmax of Q_tot over all joint actions (for the summary; it reads the state, so not deployable)
+        best = q_tot_table(mixer, q_network(obs), state).flatten(1).argmax(-1)
+        return all_joint_actions[best]
+
+    def act_epsilon_greedy(obs, epsilon: float):
+        # every agent explores on its own coin flip, as each would when deployed alone
+        greedy = act_greedy(obs, None)
+        random_actions = torch.stack([torch.randint(n, (obs.shape[0],), device=device) for n in action_sizes], -1)
+        return torch.where(torch.rand(greedy.shape, device=device) < epsilon, random_actions, greedy)
+
+    # ========== replay buffer of whole episodes: axes (episode, time, agent, ...) as in PyMARL ==========
+    S, B = args.buffer_size, args.num_envs
+    obs_buf = torch.zeros((S, T + 1, n_agents, envs.obs_dim), device=device)  # T + 1: the final observation
+    state_buf = torch.zeros((S, T + 1, envs.state_dim), device=device)
+    action_buf = torch.zeros((S, T, n_agents), dtype=torch.long, device=device)
+    reward_buf = torch.zeros((S, T), device=device)
+    done_buf = torch.zeros((S, T), device=device)
+    buffer_pos, buffer_filled = 0, 0
+
+    num_iterations = args.total_timesteps // (B * T)
+    eval_at = {round(num_iterations * (k + 1) / (args.num_evals + 1)) for k in range(args.num_evals)} - {num_iterations}
+    log_every = max(1, num_iterations // 200)
+    global_step, gradient_steps = 0, 0
+    td_loss = q_values = torch.zeros(())
+    for iteration in range(1, num_iterations + 1):
+        # ---------------- collect one episode in each game, agents epsilon-greedy ----------------
+        epsilon = linear_schedule(args.start_e, args.end_e, args.exploration_fraction * args.total_timesteps,
+                                  global_step)
+        slots = torch.arange(buffer_pos, buffer_pos + B, device=device) % S
+        obs, state = envs.reset()
+        with torch.no_grad():
+            for t in range(T):
+                obs_buf[slots, t], state_buf[slots, t] = obs, state
+                actions = act_epsilon_greedy(obs, epsilon)
+                obs, state, reward, done = envs.step(actions)
+                action_buf[slots, t], reward_buf[slots, t], done_buf[slots, t] = actions, reward, done.float()
+            obs_buf[slots, T], state_buf[slots, T] = obs, state
+        buffer_pos, buffer_filled = (buffer_pos + B) % S, min(buffer_filled + B, S)
+        global_step += B * T
+        episodic_return = reward_buf[slots].sum(1).mean().item()
+
+        # ---------------- one gradient step on a batch of stored episodes ----------------
+        if global_step >= args.learning_starts and iteration % args.train_frequency == 0:
+            idx = torch.randint(buffer_filled, (args.batch_size,), device=device)
+            b_obs, b_states, b_actions = obs_buf[idx], state_buf[idx], action_buf[idx]
+            b_rewards, b_dones = reward_buf[idx], done_buf[idx]
+            with torch.no_grad():
+                next_target_qs = target_network(b_obs[:, 1:])
+                if args.double_q:  # a' = argmax of the online Q_i, valued by the target Q_i
+                    next_actions = torch.stack([q.argmax(-1) for q in q_network(b_obs[:, 1:])], -1)
+                    next_q = chosen_q(next_target_qs, next_actions)
+                else:
+                    next_q = torch.stack([q.max(-1).values for q in next_target_qs], -1)
+                # y = r + gamma (1 - done) f^-_s'(max_a' Q_1^-(o_1', a'), ..., max_a' Q_N^-(o_N', a'))
+                # (monotonic f: the max of Q_tot is f of the agents' maxima)
+                td_target = b_rewards + args.gamma * (1.0 - b_dones) * target_mixer(next_q, b_states[:, 1:])
+            # Q_tot(s, a) = f_s(Q_1(o_1, a_1), ..., Q_N(o_N, a_N))
+            q_tot = mixer(chosen_q(q_network(b_obs[:, :T]), b_actions), b_states[:, :T])  # (batch, T)
+            # loss = E[ (Q_tot(s, a) - y)^2 ]: the only learning signal, for the utilities and the mixer alike
+            td_loss = F.mse_loss(q_tot, td_target)
+            optimizer.zero_grad()
+            td_loss.backward()
+            nn.utils.clip_grad_norm_(params, args.max_grad_norm)
+            optimizer.step()
+            gradient_steps += 1
+            q_values = q_tot.detach().mean()
+
+            if gradient_steps % args.target_network_frequency == 0:
+                # theta^- <- tau theta + (1 - tau) theta^-  (tau = 1: DQN's periodic copy)
+                for target_param, param in zip([*target_network.parameters(), *target_mixer.parameters()], params):
+                    target_param.data.copy_(args.tau * param.data + (1.0 - args.tau) * target_param.data)
+
+        # ============================ logging (CleanRL's names) ============================
+        if iteration % log_every == 0 or iteration == num_iterations:
+            writer.add_scalar("charts/episodic_return", episodic_return, global_step)
+            writer.add_scalar("charts/epsilon", epsilon, global_step)
+            writer.add_scalar("losses/td_loss", td_loss.item(), global_step)
+            writer.add_scalar("losses/q_values", q_values.item(), global_step)
+            writer.add_scalar("charts/SPS", int(global_step / (time.time() - start_time)), global_step)
+        if iteration in eval_at:
+            greedy_return = evaluate(eval_envs, act_greedy)
+            writer.add_scalar("eval/decentralized_return_greedy", greedy_return, global_step)
+            if not args.quiet:
+                print(f"iteration {iteration}/{num_iterations}  step {global_step}  return {episodic_return:.2f}"
+                      f"  epsilon {epsilon:.2f}  greedy decentralized {greedy_return:.2f}"
+                      f"  SPS {int(global_step / (time.time() - start_time))}")
+
+    # ============================ evaluation and summary ============================
+    greedy_return = evaluate(eval_envs, act_greedy)
+    writer.add_scalar("eval/decentralized_return_greedy", greedy_return, global_step)
+    summary = {
+        "algo": args.exp_name,
+        "env_id": args.env_id,
+        "seed": args.seed,
+        "decentralized": True,
+        "decentralized_return_greedy": greedy_return,
+        "decentralized_return_sampled": None,  # the deployed policy is the greedy one; epsilon is for training only
+        "joint_return_greedy": evaluate(eval_envs, act_joint_greedy),
+        "optimum": envs.optimum,
+        "env_steps": global_step,
+        "wall_time_s": time.time() - start_time,
+    }
+    with torch.no_grad():  # matrix games: the learned tables, entry t = round t
+        round_obs = torch.as_tensor(np.stack([envs.observation_array(t) for t in range(T)]), device=device)
+        round_utilities = q_network(round_obs)
+        summary["utilities"] = {agent: q.tolist() for agent, q in zip(envs.possible_agents, round_utilities)}
+        # [round][a_1]...[a_N], shaped like the payoff (the state of round t is its observations concatenated)
+        summary["q_tot"] = q_tot_table(mixer, round_utilities, round_obs.flatten(1)).tolist()
+    if args.save_model:
+        torch.save(q_network.state_dict(), f"runs/{run_name}/{args.exp_name}.actors.pt")
+    return finish_run(args, run_name, writer, summary)
+
+
+if __name__ == "__main__":
+    cli_args = tyro.cli(Args)
+    try:
+        check_args(cli_args)
+    except ValueError as err:
+        raise SystemExit(f"error: {err}") from None
+    train(cli_args)
