@@ -1,0 +1,422 @@
+"""COMA: counterfactual multi-agent policy gradients, a factored baseline the proposal discusses.
+
+Decentralized actors pi_i(a_i | o_i) (one torso shared by all agents, the agent's id in its observation,
+one head per agent) are trained by a centralized critic Q(s, a). For agent i the critic reads the state,
+agent i's id and the OTHER agents' actions, and outputs Q(s, (a_-i, a_i')) for every action a_i' of agent i
+in one pass. That gives the counterfactual baseline
+    b_i(s, a_-i) = sum_{a_i'} pi_i(a_i' | o_i) Q(s, (a_-i, a_i')),
+"what would the team have got, on average, had agent i acted differently", and the advantage
+    A_i(s, a) = Q(s, a) - b_i(s, a_-i).
+The baseline does not depend on a_i, so it changes the variance of the gradient, not its expectation:
+the expected update is still the factored one, sum_i E[Q(s, a) grad log pi_i(a_i | o_i)]. The proposal
+("Related Work") argues that COMA therefore falls into the same trap as ipg; this script measures that.
+The critic learns from TD(lambda) targets computed with a target critic that is copied every few updates.
+
+Paper:    Foerster, Farquhar, Afouras, Nardelli, Whiteson (2018), "Counterfactual Multi-Agent Policy Gradients".
+Proposal: "Related Work" (marl-refs, shared/proposal.txt).
+Run:      python algos/coma.py --init-prob 0.9
+"""
+
+import copy
+import json
+import math
+import os
+import random
+import sys
+import time
+from dataclasses import dataclass
+from pathlib import Path
+
+import numpy as np
+import torch
+import torch.nn.functional as F
+import tyro
+from torch import nn
+from torch.distributions import Categorical
+
+sys.path.insert(0, str(Path(__file__).resolve().parents[1]))  # `envs` lives next to `algos`
+from envs import make_vec_env
+
+
+@dataclass
+class Args:
+    # >>> shared:args (every script in algos/ has these fields; tests/test_shared_blocks.py keeps the copies identical)
+    exp_name: str = os.path.basename(__file__)[: -len(".py")]
+    """the name of this experiment (defaults to the script's name)"""
+    seed: int = 1
+    """seed of the experiment: the same seed gives the same numbers"""
+    torch_deterministic: bool = True
+    """if toggled, `torch.backends.cudnn.deterministic=True` (matters on the GPU only)"""
+    cuda: bool = False
+    """if toggled, train on the GPU when there is one (the matrix games run faster on the CPU)"""
+    threads: int = 1
+    """torch CPU threads (one is fastest for networks this small)"""
+    track: bool = False
+    """if toggled, also log to Weights and Biases (needs `pip install wandb`)"""
+    wandb_project_name: str = "marl-refs"
+    """the Weights and Biases project"""
+    wandb_entity: str | None = None
+    """the Weights and Biases entity (team)"""
+    save_model: bool = False
+    """if toggled, save the decentralized per-agent actors to runs/{run_name}/{exp_name}.actors.pt"""
+    quiet: bool = False
+    """if toggled, print no progress lines"""
+    env_id: str = "coordination-2x2"
+    """the game: coordination-2x2, climbing, penalty, qtran-3x3, or custom (with --payoff)"""
+    payoff: str | None = None
+    """with --env-id custom: the payoff as a JSON nested list, one axis per agent, e.g. '[[1,0],[0,1]]'"""
+    penalty_k: float = -100.0
+    """the penalty k of the `penalty` game"""
+    episode_length: int = 1
+    """rounds per episode: the game is repeated T times (EPyMARL's matrix games use 25)"""
+    total_timesteps: int = 64_000
+    """total environment steps (one step = one round in one copy of the game)"""
+    num_envs: int = 128
+    """copies of the game played in parallel; each update uses one full episode from each"""
+    eval_episodes: int = 1000
+    """episodes per evaluation (sampled policies; the greedy ones are deterministic in matrix games)"""
+    num_evals: int = 10
+    """evaluations during training (plus one at the end)"""
+    # <<< shared:args
+
+    # Algorithm-specific arguments
+    init_prob: float | None = None
+    """start every agent playing action 0 with this probability (the rest uniform); the proposal's
+    adversarial start is 0.9. Default: uniform"""
+    actor_lr: float = 1e-2
+    """Adam learning rate of the actors"""
+    critic_lr: float = 1e-2
+    """Adam learning rate of the critic"""
+    hidden_size: int = 64
+    """width of the actors' shared torso and of the critic"""
+    gamma: float = 0.99
+    """discount factor"""
+    td_lambda: float = 0.8
+    """lambda of the critic's TD(lambda) targets (the paper uses 0.8)"""
+    critic_steps: int = 1
+    """critic gradient steps on each batch of episodes, before the actor step"""
+    target_update_interval: int = 20
+    """copy the critic into the target critic every this many updates"""
+    ent_coef: float = 0.01
+    """coefficient of the entropy bonus (sum of the agents' entropies)"""
+    max_grad_norm: float = 10.0
+    """maximum norm for gradient clipping (actor and critic separately)"""
+
+
+# >>> shared:boilerplate (every script in algos/ has this block; tests/test_shared_blocks.py keeps the copies identical)
+def check_common_args(args) -> None:
+    """Rejects bad common flags with a message naming the flag, before anything is built."""
+    for flag, value, low in [
+        ("--total-timesteps", args.total_timesteps, 1),
+        ("--num-envs", args.num_envs, 1),
+        ("--episode-length", args.episode_length, 1),
+        ("--eval-episodes", args.eval_episodes, 1),
+        ("--num-evals", args.num_evals, 0),
+        ("--threads", args.threads, 1),
+    ]:
+        if value < low:
+            raise ValueError(f"{flag} must be >= {low}, got {value}")
+    if args.total_timesteps < args.num_envs * args.episode_length:
+        raise ValueError(
+            f"--total-timesteps ({args.total_timesteps}) is less than one update"
+            f" (--num-envs x --episode-length = {args.num_envs * args.episode_length})"
+        )
+    make_vec_env(args.env_id, 1, args.payoff, args.episode_length, args.penalty_k)  # raises on a bad game
+
+
+def setup_run(args):
+    """Seeds everything, picks the device, opens runs/{run_name} for TensorBoard (and W&B)."""
+    # imported here, not at the top: tensorboard is slow to import and only a run needs it
+    from torch.utils.tensorboard import SummaryWriter
+
+    random.seed(args.seed)
+    np.random.seed(args.seed)
+    torch.manual_seed(args.seed)
+    torch.backends.cudnn.deterministic = args.torch_deterministic
+    torch.set_num_threads(args.threads)
+    device = torch.device("cuda" if torch.cuda.is_available() and args.cuda else "cpu")
+    run_name = f"{args.env_id}__{args.exp_name}__{args.seed}__{int(time.time())}"
+    if args.track:
+        try:
+            import wandb
+        except ImportError:
+            raise ValueError("--track needs Weights and Biases: pip install wandb") from None
+        wandb.init(project=args.wandb_project_name, entity=args.wandb_entity, sync_tensorboard=True,
+                   config=vars(args), name=run_name, save_code=True)
+    writer = SummaryWriter(f"runs/{run_name}")
+    table = "\n".join(f"|{key}|{value}|" for key, value in vars(args).items())
+    writer.add_text("hyperparameters", f"|param|value|\n|-|-|\n{table}")
+    return run_name, writer, device
+
+
+@torch.no_grad()
+def evaluate(envs, act) -> float:
+    """Mean episode return of `act(obs, state) -> actions (B, N)` over one batch of episodes."""
+    obs, state = envs.reset()
+    episode_return = torch.zeros(envs.num_envs, device=obs.device)
+    for _ in range(envs.episode_length):
+        obs, state, reward, _ = envs.step(act(obs, state))
+        episode_return += reward
+    return episode_return.mean().item()
+
+
+def finish_run(args, run_name, writer, summary: dict) -> dict:
+    """Writes runs/{run_name}/summary.json (same seed, same file but for wall_time_s) and closes the logs."""
+    writer.close()
+    with open(f"runs/{run_name}/summary.json", "w") as f:
+        json.dump(summary, f, indent=2)
+    if args.track:
+        import wandb
+
+        wandb.finish()
+    if not args.quiet:
+        print(json.dumps({k: v for k, v in summary.items() if not isinstance(v, (dict, list))}, indent=2))
+    return summary
+# <<< shared:boilerplate
+
+
+# ============================ the algorithm: networks ============================
+def initial_log_probs(num_actions: int, init_prob: float | None) -> torch.Tensor:
+    """log pi(a) at the start: uniform, or P on action 0 and (1 - P) / (n - 1) on each other action."""
+    if init_prob is None:
+        return torch.full((num_actions,), -math.log(num_actions))
+    rest = math.log((1.0 - init_prob) / (num_actions - 1))
+    return torch.tensor([math.log(init_prob)] + [rest] * (num_actions - 1))
+
+
+def output_layer(in_features: int, log_probs: torch.Tensor) -> nn.Linear:
+    """A final layer whose softmax starts exactly at `log_probs` for every input (zero weights)."""
+    layer = nn.Linear(in_features, len(log_probs))
+    nn.init.zeros_(layer.weight)
+    with torch.no_grad():
+        layer.bias.copy_(log_probs)
+    return layer
+
+
+def mlp(in_features: int, hidden: int) -> nn.Sequential:
+    return nn.Sequential(nn.Linear(in_features, hidden), nn.Tanh(), nn.Linear(hidden, hidden), nn.Tanh())
+
+
+class DecentralizedActor(nn.Module):
+    """pi_i(a_i | o_i) for every agent: one torso shared by all agents (o_i holds agent i's id), one head each.
+
+    This module alone is what gets deployed: each agent runs it on its own observation.
+    """
+
+    def __init__(self, obs_dim: int, action_sizes: list[int], hidden: int, init_prob: float | None):
+        super().__init__()
+        self.torso = mlp(obs_dim, hidden)
+        self.heads = nn.ModuleList(output_layer(hidden, initial_log_probs(n, init_prob)) for n in action_sizes)
+
+    def forward(self, obs: torch.Tensor) -> list[torch.Tensor]:
+        """obs (M, N, obs_dim) -> [log pi_i(. | o_i) of shape (M, |A_i|) for each agent i]"""
+        features = self.torso(obs)
+        return [F.log_softmax(head(features[:, i]), dim=-1) for i, head in enumerate(self.heads)]
+
+
+class CounterfactualCritic(nn.Module):
+    """Q(s, (a_-i, .)) for every agent i: all |A_i| counterfactual values of agent i in one forward pass.
+
+    Input for agent i: [state, one-hot(i), one-hot actions of all agents with agent i's own block zeroed].
+    Zeroing a_i is what makes one pass enough: the output cannot depend on a_i, so entry a_i' of head i
+    is Q(s, (a_-i, a_i')) for every a_i' at once (the paper's Figure 1c). One torso, one head per agent.
+    """
+
+    def __init__(self, state_dim: int, action_sizes: list[int], hidden: int):
+        super().__init__()
+        n_agents, total = len(action_sizes), sum(action_sizes)
+        self.action_sizes = action_sizes
+        # own_action_mask[i] is 0 on agent i's one-hot block, 1 elsewhere
+        mask = torch.ones(n_agents, total)
+        offsets = [sum(action_sizes[:i]) for i in range(n_agents)]
+        for i, (offset, n) in enumerate(zip(offsets, action_sizes)):
+            mask[i, offset : offset + n] = 0.0
+        self.register_buffer("own_action_mask", mask)
+        self.register_buffer("agent_ids", torch.eye(n_agents))
+        self.torso = mlp(state_dim + n_agents + total, hidden)
+        self.heads = nn.ModuleList(nn.Linear(hidden, n) for n in action_sizes)
+
+    def forward(self, state: torch.Tensor, actions: torch.Tensor) -> list[torch.Tensor]:
+        """state (M, state_dim), actions (M, N) long -> [Q(s, (a_-i, .)) of shape (M, |A_i|) for each agent i]"""
+        M, N = actions.shape
+        joint_one_hot = torch.cat([F.one_hot(actions[:, j], n).float() for j, n in enumerate(self.action_sizes)], -1)
+        inputs = torch.cat(
+            [
+                state.unsqueeze(1).expand(M, N, -1),
+                self.agent_ids.expand(M, N, N),
+                joint_one_hot.unsqueeze(1) * self.own_action_mask,  # (M, N, sum |A_j|): a_-i only
+            ],
+            -1,
+        )
+        features = self.torso(inputs)
+        return [head(features[:, i]) for i, head in enumerate(self.heads)]
+
+
+def counterfactual_baseline(q_values: torch.Tensor, log_probs: torch.Tensor) -> torch.Tensor:
+    """b_i = sum_{a'} pi_i(a' | o_i) Q(s, (a_-i, a')), from (M, |A_i|) Q-values and log-probabilities -> (M,)"""
+    return (log_probs.exp() * q_values).sum(-1)
+
+
+def td_lambda_targets(rewards: torch.Tensor, target_q: torch.Tensor, gamma: float, lam: float) -> torch.Tensor:
+    """TD(lambda) returns of every agent's critic, from rewards (T, B) and target Q(s_t, a_t) of shape (T, B, N).
+
+    G_t = r_t + gamma ((1 - lambda) Q_target(s_{t+1}, a_{t+1}) + lambda G_{t+1}); the episode ends after T steps
+    (a terminal state: nothing to bootstrap from after the last round).
+    """
+    T = rewards.shape[0]
+    targets = torch.zeros_like(target_q)
+    next_return = torch.zeros_like(target_q[0])
+    for t in reversed(range(T)):
+        if t == T - 1:
+            targets[t] = rewards[t].unsqueeze(-1).expand_as(next_return)
+        else:
+            # G_t = r_t + gamma ((1 - lambda) Q'(s_{t+1}, a_{t+1}) + lambda G_{t+1})
+            targets[t] = rewards[t].unsqueeze(-1) + gamma * ((1 - lam) * target_q[t + 1] + lam * next_return)
+        next_return = targets[t]
+    return targets
+
+
+def check_args(args: Args) -> None:
+    check_common_args(args)
+    if args.init_prob is not None and not 0.0 < args.init_prob < 1.0:
+        raise ValueError(f"--init-prob must lie strictly between 0 and 1, got {args.init_prob}")
+    for flag in ("actor_lr", "critic_lr", "ent_coef", "max_grad_norm"):
+        if getattr(args, flag) < 0:
+            raise ValueError(f"--{flag.replace('_', '-')} must be >= 0, got {getattr(args, flag)}")
+    for flag in ("gamma", "td_lambda"):
+        if not 0.0 <= getattr(args, flag) <= 1.0:
+            raise ValueError(f"--{flag.replace('_', '-')} must lie in [0, 1], got {getattr(args, flag)}")
+    for flag in ("hidden_size", "critic_steps", "target_update_interval"):
+        if getattr(args, flag) < 1:
+            raise ValueError(f"--{flag.replace('_', '-')} must be >= 1, got {getattr(args, flag)}")
+
+
+def train(args: Args) -> dict:
+    check_args(args)
+    run_name, writer, device = setup_run(args)
+    start_time = time.time()
+
+    envs = make_vec_env(args.env_id, args.num_envs, args.payoff, args.episode_length, args.penalty_k, device)
+    eval_envs = make_vec_env(args.env_id, args.eval_episodes, args.payoff, args.episode_length, args.penalty_k, device)
+    n_agents, action_sizes, T = envs.n_agents, envs.action_sizes, envs.episode_length
+
+    actor = DecentralizedActor(envs.obs_dim, action_sizes, args.hidden_size, args.init_prob).to(device)
+    critic = CounterfactualCritic(envs.state_dim, action_sizes, args.hidden_size).to(device)
+    target_critic = copy.deepcopy(critic)
+    actor_optimizer = torch.optim.Adam(actor.parameters(), lr=args.actor_lr)
+    critic_optimizer = torch.optim.Adam(critic.parameters(), lr=args.critic_lr)
+
+    def act_decentralized(obs, state, greedy: bool):
+        # each agent samples from its own policy on its own observation: no joint action is ever formed
+        marginals = actor(obs)
+        return torch.stack([lp.argmax(-1) if greedy else Categorical(logits=lp).sample() for lp in marginals], -1)
+
+    def taken(values: list[torch.Tensor], actions: torch.Tensor) -> torch.Tensor:
+        """[per-agent (M, |A_i|) tables] and actions (M, N) -> each agent's entry at its own action, (M, N)"""
+        return torch.stack([v.gather(1, actions[:, i : i + 1]).squeeze(1) for i, v in enumerate(values)], -1)
+
+    # ================ rollout storage: one full T-step episode from each of the B games ================
+    B = args.num_envs
+    obs_buf = torch.zeros((T, B, n_agents, envs.obs_dim), device=device)
+    state_buf = torch.zeros((T, B, envs.state_dim), device=device)
+    action_buf = torch.zeros((T, B, n_agents), dtype=torch.long, device=device)
+    reward_buf = torch.zeros((T, B), device=device)
+
+    num_updates = args.total_timesteps // (B * T)
+    eval_at = {round(num_updates * (k + 1) / (args.num_evals + 1)) for k in range(args.num_evals)} - {num_updates}
+    log_every = max(1, num_updates // 200)
+    global_step = 0
+    for update in range(1, num_updates + 1):
+        # ---------------- rollout: on-policy, every agent samples from its own policy ----------------
+        obs, state = envs.reset()
+        with torch.no_grad():
+            for t in range(T):
+                obs_buf[t], state_buf[t] = obs, state
+                action_buf[t] = act_decentralized(obs, state, greedy=False)
+                obs, state, reward_buf[t], _ = envs.step(action_buf[t])
+        global_step += B * T
+        b_obs, b_state, b_actions = obs_buf.flatten(0, 1), state_buf.flatten(0, 1), action_buf.flatten(0, 1)
+
+        # ---------------- critic: regress Q(s_t, a_t) on TD(lambda) targets from the target critic ----------------
+        with torch.no_grad():
+            target_q = taken(target_critic(b_state, b_actions), b_actions).view(T, B, n_agents)
+            targets = td_lambda_targets(reward_buf, target_q, args.gamma, args.td_lambda).flatten(0, 1)
+        for _ in range(args.critic_steps):
+            # L = E[(Q(s_t, a_t) - G_t^lambda)^2], one term per agent's view of the same joint action
+            critic_loss = 0.5 * (taken(critic(b_state, b_actions), b_actions) - targets).pow(2).mean()
+            critic_optimizer.zero_grad()
+            critic_loss.backward()
+            nn.utils.clip_grad_norm_(critic.parameters(), args.max_grad_norm)
+            critic_optimizer.step()
+        if update % args.target_update_interval == 0:
+            target_critic.load_state_dict(critic.state_dict())
+
+        # ---------------- actors: the counterfactual advantage ----------------
+        with torch.no_grad():
+            q_values = critic(b_state, b_actions)  # [Q(s, (a_-i, .)) for each agent i], one pass
+        log_probs = actor(b_obs)
+        advantages = torch.stack(
+            [
+                # A_i = Q(s, a) - sum_{a'} pi_i(a' | o_i) Q(s, (a_-i, a'))
+                q.gather(1, b_actions[:, i : i + 1]).squeeze(1) - counterfactual_baseline(q, lp.detach())
+                for i, (q, lp) in enumerate(zip(q_values, log_probs))
+            ],
+            -1,
+        )
+        # grad J = sum_i E[A_i(s, a) grad log pi_i(a_i | o_i)]
+        pg_loss = -(advantages * taken(log_probs, b_actions)).sum(-1).mean()
+        # entropy bonus: sum_i H(pi_i(. | o_i))
+        entropy = sum(-(lp.exp() * lp).sum(-1).mean() for lp in log_probs)
+        actor_loss = pg_loss - args.ent_coef * entropy
+        actor_optimizer.zero_grad()
+        actor_loss.backward()
+        nn.utils.clip_grad_norm_(actor.parameters(), args.max_grad_norm)
+        actor_optimizer.step()
+
+        # ============================ logging (CleanRL's names) ============================
+        if update % log_every == 0 or update == num_updates:
+            writer.add_scalar("charts/episodic_return", reward_buf.sum(0).mean().item(), global_step)
+            writer.add_scalar("losses/policy_loss", pg_loss.item(), global_step)
+            writer.add_scalar("losses/critic_loss", critic_loss.item(), global_step)
+            writer.add_scalar("losses/entropy", entropy.item(), global_step)
+            writer.add_scalar("losses/advantage_std", advantages.std().item(), global_step)
+            writer.add_scalar("charts/SPS", int(global_step / (time.time() - start_time)), global_step)
+        if update in eval_at:
+            greedy_return = evaluate(eval_envs, lambda o, s: act_decentralized(o, s, greedy=True))
+            writer.add_scalar("eval/decentralized_return_greedy", greedy_return, global_step)
+            if not args.quiet:
+                print(f"update {update}/{num_updates}  step {global_step}  return {reward_buf.sum(0).mean():.2f}"
+                      f"  greedy decentralized {greedy_return:.2f}  SPS {int(global_step / (time.time() - start_time))}")
+
+    # ============================ evaluation and summary ============================
+    greedy_return = evaluate(eval_envs, lambda o, s: act_decentralized(o, s, greedy=True))
+    writer.add_scalar("eval/decentralized_return_greedy", greedy_return, global_step)
+    summary = {
+        "algo": args.exp_name,
+        "env_id": args.env_id,
+        "seed": args.seed,
+        "decentralized": True,
+        "decentralized_return_greedy": greedy_return,
+        "decentralized_return_sampled": evaluate(eval_envs, lambda o, s: act_decentralized(o, s, greedy=False)),
+        "joint_return_greedy": None,  # COMA has no joint policy (its critic is used for training only)
+        "optimum": envs.optimum,
+        "env_steps": global_step,
+        "wall_time_s": time.time() - start_time,
+    }
+    with torch.no_grad():  # matrix games: the learned policy tables, row t = the policy in round t
+        round_obs = torch.as_tensor(np.stack([envs.observation_array(t) for t in range(T)]), device=device)
+        summary["policy"] = {
+            agent: log_probs.exp().tolist() for agent, log_probs in zip(envs.possible_agents, actor(round_obs))
+        }
+    if args.save_model:
+        torch.save(actor.state_dict(), f"runs/{run_name}/{args.exp_name}.actors.pt")
+    return finish_run(args, run_name, writer, summary)
+
+
+if __name__ == "__main__":
+    cli_args = tyro.cli(Args)
+    try:
+        check_args(cli_args)
+    except ValueError as err:
+        raise SystemExit(f"error: {err}") from None
+    train(cli_args)

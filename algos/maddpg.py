@@ -1,0 +1,419 @@
+"""MADDPG for discrete actions: per-agent centralized critics, decentralized actors, Gumbel-softmax.
+
+Each agent i has an actor mu_i(o_i) (here: logits over its actions; one torso shared by all agents with
+the agent's id in its observation, one head per agent) and a centralized critic Q_i(s, a_1, ..., a_N)
+that reads the state and every agent's one-hot action. The critics learn off-policy from a replay buffer
+with target networks (soft updates with tau). Actor i follows the deterministic policy gradient through
+its own critic, with the other agents' actions taken from the buffer:
+    grad J(mu_i) = E_{s, a ~ D}[ grad mu_i(o_i) * dQ_i(s, a_1, .., a_i, .., a_N)/da_i |_{a_i = mu_i(o_i)} ].
+Discrete actions are made differentiable with the straight-through Gumbel-softmax (the forward pass plays
+an exact one-hot sample of softmax(logits), the backward pass uses the soft sample's gradient).
+The proposal ("Related Work") argues that because the other agents' actions come from the buffer, a buffer
+full of uncooperative play yields no gradient towards cooperation; this script measures that.
+
+Paper:    Lowe, Wu, Tamar, Harb, Abbeel, Mordatch (2017), "Multi-Agent Actor-Critic for Mixed
+          Cooperative-Competitive Environments".
+Proposal: "Related Work" (marl-refs, shared/proposal.txt).
+Run:      python algos/maddpg.py --init-prob 0.9
+"""
+
+import copy
+import json
+import math
+import os
+import random
+import sys
+import time
+from dataclasses import dataclass
+from pathlib import Path
+
+import numpy as np
+import torch
+import torch.nn.functional as F
+import tyro
+from torch import nn
+from torch.distributions import Categorical
+
+sys.path.insert(0, str(Path(__file__).resolve().parents[1]))  # `envs` lives next to `algos`
+from envs import make_vec_env
+
+
+@dataclass
+class Args:
+    # >>> shared:args (every script in algos/ has these fields; tests/test_shared_blocks.py keeps the copies identical)
+    exp_name: str = os.path.basename(__file__)[: -len(".py")]
+    """the name of this experiment (defaults to the script's name)"""
+    seed: int = 1
+    """seed of the experiment: the same seed gives the same numbers"""
+    torch_deterministic: bool = True
+    """if toggled, `torch.backends.cudnn.deterministic=True` (matters on the GPU only)"""
+    cuda: bool = False
+    """if toggled, train on the GPU when there is one (the matrix games run faster on the CPU)"""
+    threads: int = 1
+    """torch CPU threads (one is fastest for networks this small)"""
+    track: bool = False
+    """if toggled, also log to Weights and Biases (needs `pip install wandb`)"""
+    wandb_project_name: str = "marl-refs"
+    """the Weights and Biases project"""
+    wandb_entity: str | None = None
+    """the Weights and Biases entity (team)"""
+    save_model: bool = False
+    """if toggled, save the decentralized per-agent actors to runs/{run_name}/{exp_name}.actors.pt"""
+    quiet: bool = False
+    """if toggled, print no progress lines"""
+    env_id: str = "coordination-2x2"
+    """the game: coordination-2x2, climbing, penalty, qtran-3x3, or custom (with --payoff)"""
+    payoff: str | None = None
+    """with --env-id custom: the payoff as a JSON nested list, one axis per agent, e.g. '[[1,0],[0,1]]'"""
+    penalty_k: float = -100.0
+    """the penalty k of the `penalty` game"""
+    episode_length: int = 1
+    """rounds per episode: the game is repeated T times (EPyMARL's matrix games use 25)"""
+    total_timesteps: int = 64_000
+    """total environment steps (one step = one round in one copy of the game)"""
+    num_envs: int = 128
+    """copies of the game played in parallel; each update uses one full episode from each"""
+    eval_episodes: int = 1000
+    """episodes per evaluation (sampled policies; the greedy ones are deterministic in matrix games)"""
+    num_evals: int = 10
+    """evaluations during training (plus one at the end)"""
+    # <<< shared:args
+
+    # Algorithm-specific arguments
+    init_prob: float | None = None
+    """start every agent playing action 0 with this probability (the rest uniform); the proposal's
+    adversarial start is 0.9. Default: uniform"""
+    actor_lr: float = 1e-2
+    """Adam learning rate of the actors"""
+    critic_lr: float = 1e-2
+    """Adam learning rate of the critics"""
+    hidden_size: int = 64
+    """width of the actors' shared torso and of each critic"""
+    gamma: float = 0.95
+    """discount factor (the paper's 0.95)"""
+    tau: float = 0.01
+    """soft target update rate: target <- tau * online + (1 - tau) * target (the paper's 0.01)"""
+    buffer_size: int = 10_000
+    """replay buffer capacity, in episodes (each episode holds T steps of all agents)"""
+    batch_size: int = 128
+    """transitions per gradient step"""
+    learning_starts: int = 2560
+    """environment steps before the first gradient step"""
+    gradient_steps: int = 1
+    """gradient steps per vectorized environment step (one step of all --num-envs games)"""
+    gumbel_temperature: float = 1.0
+    """temperature of the Gumbel-softmax relaxation"""
+    policy_reg: float = 1e-3
+    """weight of the mean squared actor logits in the actor loss (the authors' code uses 1e-3)"""
+    max_grad_norm: float = 0.5
+    """maximum norm for gradient clipping (the authors' code uses 0.5)"""
+
+
+# >>> shared:boilerplate (every script in algos/ has this block; tests/test_shared_blocks.py keeps the copies identical)
+def check_common_args(args) -> None:
+    """Rejects bad common flags with a message naming the flag, before anything is built."""
+    for flag, value, low in [
+        ("--total-timesteps", args.total_timesteps, 1),
+        ("--num-envs", args.num_envs, 1),
+        ("--episode-length", args.episode_length, 1),
+        ("--eval-episodes", args.eval_episodes, 1),
+        ("--num-evals", args.num_evals, 0),
+        ("--threads", args.threads, 1),
+    ]:
+        if value < low:
+            raise ValueError(f"{flag} must be >= {low}, got {value}")
+    if args.total_timesteps < args.num_envs * args.episode_length:
+        raise ValueError(
+            f"--total-timesteps ({args.total_timesteps}) is less than one update"
+            f" (--num-envs x --episode-length = {args.num_envs * args.episode_length})"
+        )
+    make_vec_env(args.env_id, 1, args.payoff, args.episode_length, args.penalty_k)  # raises on a bad game
+
+
+def setup_run(args):
+    """Seeds everything, picks the device, opens runs/{run_name} for TensorBoard (and W&B)."""
+    # imported here, not at the top: tensorboard is slow to import and only a run needs it
+    from torch.utils.tensorboard import SummaryWriter
+
+    random.seed(args.seed)
+    np.random.seed(args.seed)
+    torch.manual_seed(args.seed)
+    torch.backends.cudnn.deterministic = args.torch_deterministic
+    torch.set_num_threads(args.threads)
+    device = torch.device("cuda" if torch.cuda.is_available() and args.cuda else "cpu")
+    run_name = f"{args.env_id}__{args.exp_name}__{args.seed}__{int(time.time())}"
+    if args.track:
+        try:
+            import wandb
+        except ImportError:
+            raise ValueError("--track needs Weights and Biases: pip install wandb") from None
+        wandb.init(project=args.wandb_project_name, entity=args.wandb_entity, sync_tensorboard=True,
+                   config=vars(args), name=run_name, save_code=True)
+    writer = SummaryWriter(f"runs/{run_name}")
+    table = "\n".join(f"|{key}|{value}|" for key, value in vars(args).items())
+    writer.add_text("hyperparameters", f"|param|value|\n|-|-|\n{table}")
+    return run_name, writer, device
+
+
+@torch.no_grad()
+def evaluate(envs, act) -> float:
+    """Mean episode return of `act(obs, state) -> actions (B, N)` over one batch of episodes."""
+    obs, state = envs.reset()
+    episode_return = torch.zeros(envs.num_envs, device=obs.device)
+    for _ in range(envs.episode_length):
+        obs, state, reward, _ = envs.step(act(obs, state))
+        episode_return += reward
+    return episode_return.mean().item()
+
+
+def finish_run(args, run_name, writer, summary: dict) -> dict:
+    """Writes runs/{run_name}/summary.json (same seed, same file but for wall_time_s) and closes the logs."""
+    writer.close()
+    with open(f"runs/{run_name}/summary.json", "w") as f:
+        json.dump(summary, f, indent=2)
+    if args.track:
+        import wandb
+
+        wandb.finish()
+    if not args.quiet:
+        print(json.dumps({k: v for k, v in summary.items() if not isinstance(v, (dict, list))}, indent=2))
+    return summary
+# <<< shared:boilerplate
+
+
+# ============================ the algorithm: networks ============================
+def initial_log_probs(num_actions: int, init_prob: float | None) -> torch.Tensor:
+    """log pi(a) at the start: uniform, or P on action 0 and (1 - P) / (n - 1) on each other action."""
+    if init_prob is None:
+        return torch.full((num_actions,), -math.log(num_actions))
+    rest = math.log((1.0 - init_prob) / (num_actions - 1))
+    return torch.tensor([math.log(init_prob)] + [rest] * (num_actions - 1))
+
+
+def output_layer(in_features: int, log_probs: torch.Tensor) -> nn.Linear:
+    """A final layer whose softmax starts exactly at `log_probs` for every input (zero weights)."""
+    layer = nn.Linear(in_features, len(log_probs))
+    nn.init.zeros_(layer.weight)
+    with torch.no_grad():
+        layer.bias.copy_(log_probs)
+    return layer
+
+
+def mlp(in_features: int, hidden: int) -> nn.Sequential:
+    return nn.Sequential(nn.Linear(in_features, hidden), nn.Tanh(), nn.Linear(hidden, hidden), nn.Tanh())
+
+
+class DecentralizedActor(nn.Module):
+    """mu_i(o_i) -> logits over agent i's actions: one torso shared by all agents (o_i holds agent i's id), one
+    head each. softmax(logits) is the policy the agent samples from; argmax(logits) its greedy action.
+
+    This module alone is what gets deployed: each agent runs it on its own observation.
+    """
+
+    def __init__(self, obs_dim: int, action_sizes: list[int], hidden: int, init_prob: float | None):
+        super().__init__()
+        self.torso = mlp(obs_dim, hidden)
+        self.heads = nn.ModuleList(output_layer(hidden, initial_log_probs(n, init_prob)) for n in action_sizes)
+
+    def forward(self, obs: torch.Tensor) -> list[torch.Tensor]:
+        """obs (M, N, obs_dim) -> [logits of shape (M, |A_i|) for each agent i]"""
+        features = self.torso(obs)
+        return [head(features[:, i]) for i, head in enumerate(self.heads)]
+
+
+def gumbel_softmax_straight_through(logits: torch.Tensor, temperature: float) -> torch.Tensor:
+    """A one-hot sample of softmax(logits) in the forward pass, with the Gumbel-softmax gradient in the backward pass.
+
+    Gumbel-max trick: argmax_a (logits_a + g_a) with g_a ~ Gumbel(0, 1) i.i.d. is an exact sample of softmax(logits).
+    Its relaxation softmax((logits + g) / temperature) is differentiable (Jang et al. 2017; Maddison et al. 2017).
+    """
+    gumbel = -torch.empty_like(logits).exponential_().log()  # -log(E), E ~ Exp(1), is Gumbel(0, 1)
+    soft = F.softmax((logits + gumbel) / temperature, dim=-1)
+    hard = F.one_hot(soft.argmax(-1), logits.shape[-1]).to(soft.dtype)
+    # straight-through: (soft - soft.detach()) is exactly 0 in the forward pass, so the value is `hard`, exactly
+    # one-hot; in the backward pass it carries the gradient of `soft`
+    return hard + (soft - soft.detach())
+
+
+def check_args(args: Args) -> None:
+    check_common_args(args)
+    if args.init_prob is not None and not 0.0 < args.init_prob < 1.0:
+        raise ValueError(f"--init-prob must lie strictly between 0 and 1, got {args.init_prob}")
+    for flag in ("actor_lr", "critic_lr", "policy_reg", "max_grad_norm", "learning_starts"):
+        if getattr(args, flag) < 0:
+            raise ValueError(f"--{flag.replace('_', '-')} must be >= 0, got {getattr(args, flag)}")
+    for flag in ("gamma", "tau"):
+        if not 0.0 <= getattr(args, flag) <= 1.0:
+            raise ValueError(f"--{flag.replace('_', '-')} must lie in [0, 1], got {getattr(args, flag)}")
+    for flag in ("hidden_size", "buffer_size", "batch_size", "gradient_steps"):
+        if getattr(args, flag) < 1:
+            raise ValueError(f"--{flag.replace('_', '-')} must be >= 1, got {getattr(args, flag)}")
+    if args.buffer_size < args.num_envs:
+        raise ValueError(f"--buffer-size ({args.buffer_size}) must hold one episode of each of the --num-envs"
+                         f" ({args.num_envs}) games")
+    if not args.gumbel_temperature > 0:
+        raise ValueError(f"--gumbel-temperature must be > 0, got {args.gumbel_temperature}")
+
+
+def train(args: Args) -> dict:
+    check_args(args)
+    run_name, writer, device = setup_run(args)
+    start_time = time.time()
+
+    envs = make_vec_env(args.env_id, args.num_envs, args.payoff, args.episode_length, args.penalty_k, device)
+    eval_envs = make_vec_env(args.env_id, args.eval_episodes, args.payoff, args.episode_length, args.penalty_k, device)
+    n_agents, action_sizes, T = envs.n_agents, envs.action_sizes, envs.episode_length
+
+    actor = DecentralizedActor(envs.obs_dim, action_sizes, args.hidden_size, args.init_prob).to(device)
+    # one centralized critic per agent, Q_i(s, a_1, ..., a_N), as in the paper (no parameter sharing)
+    critics = nn.ModuleList(
+        nn.Sequential(mlp(envs.state_dim + sum(action_sizes), args.hidden_size), nn.Linear(args.hidden_size, 1))
+        for _ in range(n_agents)
+    ).to(device)
+    target_actor, target_critics = copy.deepcopy(actor), copy.deepcopy(critics)
+    actor_params, critic_params = list(actor.parameters()), list(critics.parameters())
+    online_params = actor_params + critic_params
+    target_params = [*target_actor.parameters(), *target_critics.parameters()]
+    actor_optimizer = torch.optim.Adam(actor_params, lr=args.actor_lr)
+    critic_optimizer = torch.optim.Adam(critic_params, lr=args.critic_lr)
+
+    def one_hot(actions: torch.Tensor) -> list[torch.Tensor]:
+        """actions (M, N) long -> [one-hot (M, |A_j|) of each agent j]"""
+        return [F.one_hot(actions[:, j], n).float() for j, n in enumerate(action_sizes)]
+
+    def act_decentralized(obs, state, greedy: bool):
+        # each agent acts on its own observation only: argmax of its logits, or a sample of softmax(logits)
+        logits = actor(obs)
+        return torch.stack([lg.argmax(-1) if greedy else Categorical(logits=lg).sample() for lg in logits], -1)
+
+    # ================ replay buffer: whole episodes, axes (episode, round, agent, ...) ================
+    B, C = args.num_envs, args.buffer_size
+    obs_buf = torch.zeros((C, T + 1, n_agents, envs.obs_dim), device=device)  # round T: the final observation
+    state_buf = torch.zeros((C, T + 1, envs.state_dim), device=device)
+    action_buf = torch.zeros((C, T, n_agents), dtype=torch.long, device=device)
+    reward_buf = torch.zeros((C, T), device=device)
+    buffer_pos, buffer_full = 0, False
+
+    num_iterations = args.total_timesteps // (B * T)
+    eval_at = {round(num_iterations * (k + 1) / (args.num_evals + 1)) for k in range(args.num_evals)} - {num_iterations}
+    log_every = max(1, num_iterations // 200)
+    global_step, critic_loss, actor_loss = 0, None, None
+    for iteration in range(1, num_iterations + 1):
+        # ---------------- rollout: one episode in each of the B games, every agent samples its own action ----------------
+        episode_obs = torch.zeros((T + 1, B, n_agents, envs.obs_dim), device=device)
+        episode_state = torch.zeros((T + 1, B, envs.state_dim), device=device)
+        episode_actions = torch.zeros((T, B, n_agents), dtype=torch.long, device=device)
+        episode_rewards = torch.zeros((T, B), device=device)
+        obs, state = envs.reset()
+        with torch.no_grad():
+            for t in range(T):
+                episode_obs[t], episode_state[t] = obs, state
+                episode_actions[t] = act_decentralized(obs, state, greedy=False)
+                obs, state, episode_rewards[t], _ = envs.step(episode_actions[t])
+        episode_obs[T], episode_state[T] = obs, state
+        global_step += B * T
+        # store the B episodes in a ring buffer (episode axis first)
+        slots = (buffer_pos + torch.arange(B, device=device)) % C
+        obs_buf[slots], state_buf[slots] = episode_obs.transpose(0, 1), episode_state.transpose(0, 1)
+        action_buf[slots], reward_buf[slots] = episode_actions.transpose(0, 1), episode_rewards.transpose(0, 1)
+        buffer_full = buffer_full or buffer_pos + B >= C
+        buffer_pos = (buffer_pos + B) % C
+        # one gradient step per vectorized step (T per episode), once the buffer holds --learning-starts steps
+        for _ in range(T * args.gradient_steps if global_step >= args.learning_starts else 0):
+            # ---------------- sample transitions (s_t, a_t, r_t, s_{t+1}) uniformly from the buffer ----------------
+            episodes = torch.randint(C if buffer_full else buffer_pos, (args.batch_size,), device=device)
+            rounds = torch.randint(T, (args.batch_size,), device=device)
+            b_obs, b_state = obs_buf[episodes, rounds], state_buf[episodes, rounds]
+            b_next_obs, b_next_state = obs_buf[episodes, rounds + 1], state_buf[episodes, rounds + 1]
+            b_actions, b_rewards = one_hot(action_buf[episodes, rounds]), reward_buf[episodes, rounds]
+            b_not_done = (rounds + 1 < T).float()  # the episode ends by the game's rules after round T
+
+            # ---------------- critics: y_i = r + gamma Q_i'(s', mu_1'(o_1'), ..., mu_N'(o_N')) ----------------
+            with torch.no_grad():
+                # the target actors' next actions: one-hot samples, like the actions the critics were trained on
+                next_actions = [gumbel_softmax_straight_through(lg, args.gumbel_temperature)
+                                for lg in target_actor(b_next_obs)]
+                next_inputs = torch.cat([b_next_state, *next_actions], -1)
+                targets = [b_rewards + args.gamma * b_not_done * target_critics[i](next_inputs).squeeze(-1)
+                           for i in range(n_agents)]
+            inputs = torch.cat([b_state, *b_actions], -1)
+            # L(Q_i) = E[(Q_i(s, a_1, ..., a_N) - y_i)^2]
+            critic_loss = sum(0.5 * (critics[i](inputs).squeeze(-1) - targets[i]).pow(2).mean() for i in range(n_agents))
+            critic_optimizer.zero_grad()
+            critic_loss.backward()
+            nn.utils.clip_grad_norm_(critic_params, args.max_grad_norm)
+            critic_optimizer.step()
+
+            # ---------------- actors: ascend Q_i(s, a_1, .., mu_i(o_i), .., a_N), a_-i from the buffer ----------------
+            logits = actor(b_obs)
+            actor_loss = 0.0
+            for i in range(n_agents):
+                own_action = gumbel_softmax_straight_through(logits[i], args.gumbel_temperature)
+                joint = torch.cat([b_state, *b_actions[:i], own_action, *b_actions[i + 1 :]], -1)
+                # -Q_i(s, a_1, .., mu_i(o_i), .., a_N) + the authors' small penalty on the logits' size
+                actor_loss = actor_loss - critics[i](joint).mean() + args.policy_reg * logits[i].pow(2).mean()
+            actor_optimizer.zero_grad()
+            actor_loss.backward()  # also leaves gradients in the critics, cleared before their next step
+            nn.utils.clip_grad_norm_(actor_params, args.max_grad_norm)
+            actor_optimizer.step()
+
+            # ---------------- soft target updates: theta' <- tau theta + (1 - tau) theta' ----------------
+            with torch.no_grad():
+                for param, target_param in zip(online_params, target_params):
+                    target_param.lerp_(param, args.tau)
+
+        # ============================ logging (CleanRL's names) ============================
+        if iteration % log_every == 0 or iteration == num_iterations:
+            writer.add_scalar("charts/episodic_return", episode_rewards.sum(0).mean().item(), global_step)
+            if critic_loss is not None:  # None until learning starts
+                writer.add_scalar("losses/critic_loss", critic_loss.item(), global_step)
+                writer.add_scalar("losses/actor_loss", actor_loss.item(), global_step)
+            writer.add_scalar("charts/SPS", int(global_step / (time.time() - start_time)), global_step)
+        if iteration in eval_at:
+            greedy_return = evaluate(eval_envs, lambda o, s: act_decentralized(o, s, greedy=True))
+            writer.add_scalar("eval/decentralized_return_greedy", greedy_return, global_step)
+            if not args.quiet:
+                print(f"iteration {iteration}/{num_iterations}  step {global_step}"
+                      f"  return {episode_rewards.sum(0).mean():.2f}  greedy decentralized {greedy_return:.2f}"
+                      f"  SPS {int(global_step / (time.time() - start_time))}")
+
+    # ============================ evaluation and summary ============================
+    greedy_return = evaluate(eval_envs, lambda o, s: act_decentralized(o, s, greedy=True))
+    writer.add_scalar("eval/decentralized_return_greedy", greedy_return, global_step)
+    summary = {
+        "algo": args.exp_name,
+        "env_id": args.env_id,
+        "seed": args.seed,
+        "decentralized": True,
+        "decentralized_return_greedy": greedy_return,
+        "decentralized_return_sampled": evaluate(eval_envs, lambda o, s: act_decentralized(o, s, greedy=False)),
+        "joint_return_greedy": None,  # MADDPG has no joint policy (its critics are used for training only)
+        "optimum": envs.optimum,
+        "env_steps": global_step,
+        "wall_time_s": time.time() - start_time,
+    }
+    with torch.no_grad():  # matrix games: the learned tables, row t = round t
+        round_obs = torch.as_tensor(np.stack([envs.observation_array(t) for t in range(T)]), device=device)
+        summary["policy"] = {
+            agent: logits.softmax(-1).tolist() for agent, logits in zip(envs.possible_agents, actor(round_obs))
+        }
+        # critic i's Q_i(s_t, a) for every joint action a, shaped like the payoff (one table per round)
+        joint = torch.cartesian_prod(*[torch.arange(n, device=device) for n in action_sizes]).view(-1, n_agents)
+        round_states = round_obs.flatten(1)
+        summary["critic"] = {
+            agent: [critics[i](torch.cat([round_states[t].expand(len(joint), -1), *one_hot(joint)], -1))
+                    .view(action_sizes).tolist() for t in range(T)]
+            for i, agent in enumerate(envs.possible_agents)
+        }
+    if args.save_model:
+        torch.save(actor.state_dict(), f"runs/{run_name}/{args.exp_name}.actors.pt")
+    return finish_run(args, run_name, writer, summary)
+
+
+if __name__ == "__main__":
+    cli_args = tyro.cli(Args)
+    try:
+        check_args(cli_args)
+    except ValueError as err:
+        raise SystemExit(f"error: {err}") from None
+    train(cli_args)
