@@ -1,0 +1,346 @@
+"""Joint policy gradient (jpg): one centralized agent choosing the joint action. The upper bound.
+
+A single agent reads the global state s and picks the joint action a = (a_1, ..., a_N) from one
+softmax over all prod_i |A_i| joint actions, trained by actor-critic with GAE like algos/ipg.py:
+    grad J = E[ A(s, a) grad log pi_jt(a | s) ].
+This is the proposal's "single joint agent": in the 2x2 game [[0, -5], [-5, 10]] with joint action
+probabilities [1 - b - c - d, b, c, d] the expected payoff is J = -5b - 5c + 10d, whose gradient on d
+(the weight of the payoff-10 joint action) is always positive, so it climbs to the optimum from any start.
+It is NOT decentralizable: executing it needs one controller that sees everything and tells every agent
+what to do. It is here as the reference every decentralized method is measured against.
+
+Proposal: "Problem" (marl-refs, shared/proposal.txt), the single joint agent.
+Run:      python algos/jpg.py --init-prob 0.9
+          tensorboard --logdir runs
+"""
+
+import json
+import math
+import os
+import random
+import sys
+import time
+from dataclasses import dataclass
+from pathlib import Path
+
+import numpy as np
+import torch
+import torch.nn.functional as F
+import tyro
+from torch import nn
+from torch.distributions import Categorical
+
+sys.path.insert(0, str(Path(__file__).resolve().parents[1]))  # `envs` lives next to `algos`
+from envs import make_vec_env
+
+
+@dataclass
+class Args:
+    # >>> shared:args (every script in algos/ has these fields; tests/test_shared_blocks.py keeps the copies identical)
+    exp_name: str = os.path.basename(__file__)[: -len(".py")]
+    """the name of this experiment (defaults to the script's name)"""
+    seed: int = 1
+    """seed of the experiment: the same seed gives the same numbers"""
+    torch_deterministic: bool = True
+    """if toggled, `torch.backends.cudnn.deterministic=True` (matters on the GPU only)"""
+    cuda: bool = False
+    """if toggled, train on the GPU when there is one (the matrix games run faster on the CPU)"""
+    threads: int = 1
+    """torch CPU threads (one is fastest for networks this small)"""
+    track: bool = False
+    """if toggled, also log to Weights and Biases (needs `pip install wandb`)"""
+    wandb_project_name: str = "marl-refs"
+    """the Weights and Biases project"""
+    wandb_entity: str | None = None
+    """the Weights and Biases entity (team)"""
+    save_model: bool = False
+    """if toggled, save the decentralized per-agent actors to runs/{run_name}/{exp_name}.actors.pt"""
+    quiet: bool = False
+    """if toggled, print no progress lines"""
+    env_id: str = "coordination-2x2"
+    """the game: coordination-2x2, climbing, penalty, qtran-3x3, or custom (with --payoff)"""
+    payoff: str | None = None
+    """with --env-id custom: the payoff as a JSON nested list, one axis per agent, e.g. '[[1,0],[0,1]]'"""
+    penalty_k: float = -100.0
+    """the penalty k of the `penalty` game"""
+    episode_length: int = 1
+    """rounds per episode: the game is repeated T times (EPyMARL's matrix games use 25)"""
+    total_timesteps: int = 64_000
+    """total environment steps (one step = one round in one copy of the game)"""
+    num_envs: int = 128
+    """copies of the game played in parallel; each update uses one full episode from each"""
+    eval_episodes: int = 1000
+    """episodes per evaluation (sampled policies; the greedy ones are deterministic in matrix games)"""
+    num_evals: int = 10
+    """evaluations during training (plus one at the end)"""
+    # <<< shared:args
+
+    # Algorithm-specific arguments
+    init_prob: float | None = None
+    """start the joint policy at the product of per-agent policies that each play action 0 with this
+    probability (the rest uniform); the proposal's adversarial start is 0.9. Default: uniform"""
+    learning_rate: float = 1e-2
+    """Adam learning rate for all networks"""
+    hidden_size: int = 64
+    """width of the actor's and the critic's hidden layers"""
+    gamma: float = 0.99
+    """discount factor"""
+    gae_lambda: float = 0.95
+    """lambda of generalized advantage estimation"""
+    norm_adv: bool = True
+    """if toggled, normalize advantages within each batch"""
+    ent_coef: float = 0.01
+    """coefficient of the entropy bonus (entropy of the joint policy)"""
+    vf_coef: float = 0.5
+    """coefficient of the value loss"""
+    max_grad_norm: float = 0.5
+    """maximum norm for gradient clipping"""
+
+
+# >>> shared:boilerplate (every script in algos/ has this block; tests/test_shared_blocks.py keeps the copies identical)
+def check_common_args(args) -> None:
+    """Rejects bad common flags with a message naming the flag, before anything is built."""
+    for flag, value, low in [
+        ("--total-timesteps", args.total_timesteps, 1),
+        ("--num-envs", args.num_envs, 1),
+        ("--episode-length", args.episode_length, 1),
+        ("--eval-episodes", args.eval_episodes, 1),
+        ("--num-evals", args.num_evals, 0),
+        ("--threads", args.threads, 1),
+    ]:
+        if value < low:
+            raise ValueError(f"{flag} must be >= {low}, got {value}")
+    if args.total_timesteps < args.num_envs * args.episode_length:
+        raise ValueError(
+            f"--total-timesteps ({args.total_timesteps}) is less than one update"
+            f" (--num-envs x --episode-length = {args.num_envs * args.episode_length})"
+        )
+    make_vec_env(args.env_id, 1, args.payoff, args.episode_length, args.penalty_k)  # raises on a bad game
+
+
+def setup_run(args):
+    """Seeds everything, picks the device, opens runs/{run_name} for TensorBoard (and W&B)."""
+    # imported here, not at the top: tensorboard is slow to import and only a run needs it
+    from torch.utils.tensorboard import SummaryWriter
+
+    random.seed(args.seed)
+    np.random.seed(args.seed)
+    torch.manual_seed(args.seed)
+    torch.backends.cudnn.deterministic = args.torch_deterministic
+    torch.set_num_threads(args.threads)
+    device = torch.device("cuda" if torch.cuda.is_available() and args.cuda else "cpu")
+    run_name = f"{args.env_id}__{args.exp_name}__{args.seed}__{int(time.time())}"
+    if args.track:
+        try:
+            import wandb
+        except ImportError:
+            raise ValueError("--track needs Weights and Biases: pip install wandb") from None
+        wandb.init(project=args.wandb_project_name, entity=args.wandb_entity, sync_tensorboard=True,
+                   config=vars(args), name=run_name, save_code=True)
+    writer = SummaryWriter(f"runs/{run_name}")
+    table = "\n".join(f"|{key}|{value}|" for key, value in vars(args).items())
+    writer.add_text("hyperparameters", f"|param|value|\n|-|-|\n{table}")
+    return run_name, writer, device
+
+
+@torch.no_grad()
+def evaluate(envs, act) -> float:
+    """Mean episode return of `act(obs, state) -> actions (B, N)` over one batch of episodes."""
+    obs, state = envs.reset()
+    episode_return = torch.zeros(envs.num_envs, device=obs.device)
+    for _ in range(envs.episode_length):
+        obs, state, reward, _ = envs.step(act(obs, state))
+        episode_return += reward
+    return episode_return.mean().item()
+
+
+def finish_run(args, run_name, writer, summary: dict) -> dict:
+    """Writes runs/{run_name}/summary.json (same seed, same file but for wall_time_s) and closes the logs."""
+    writer.close()
+    with open(f"runs/{run_name}/summary.json", "w") as f:
+        json.dump(summary, f, indent=2)
+    if args.track:
+        import wandb
+
+        wandb.finish()
+    if not args.quiet:
+        print(json.dumps({k: v for k, v in summary.items() if not isinstance(v, (dict, list))}, indent=2))
+    return summary
+# <<< shared:boilerplate
+
+
+# ============================ the algorithm: networks ============================
+def initial_log_probs(num_actions: int, init_prob: float | None) -> torch.Tensor:
+    """log pi(a) at the start: uniform, or P on action 0 and (1 - P) / (n - 1) on each other action."""
+    if init_prob is None:
+        return torch.full((num_actions,), -math.log(num_actions))
+    rest = math.log((1.0 - init_prob) / (num_actions - 1))
+    return torch.tensor([math.log(init_prob)] + [rest] * (num_actions - 1))
+
+
+def output_layer(in_features: int, log_probs: torch.Tensor) -> nn.Linear:
+    """A final layer whose softmax starts exactly at `log_probs` for every input (zero weights)."""
+    layer = nn.Linear(in_features, len(log_probs))
+    nn.init.zeros_(layer.weight)
+    with torch.no_grad():
+        layer.bias.copy_(log_probs)
+    return layer
+
+
+def mlp(in_features: int, hidden: int) -> nn.Sequential:
+    return nn.Sequential(nn.Linear(in_features, hidden), nn.Tanh(), nn.Linear(hidden, hidden), nn.Tanh())
+
+
+class JointActor(nn.Module):
+    """pi_jt(a | s) over all prod_i |A_i| joint actions, from the global state (agent 0's action most significant)."""
+
+    def __init__(self, state_dim: int, action_sizes: list[int], hidden: int, init_prob: float | None):
+        super().__init__()
+        n_agents = len(action_sizes)
+        # log prod_i pi_i(a_i) of the per-agent initial policies, broadcast over the joint-action grid
+        product = sum(
+            initial_log_probs(n, init_prob).reshape([-1 if j == i else 1 for j in range(n_agents)])
+            for i, n in enumerate(action_sizes)
+        )
+        self.net = nn.Sequential(mlp(state_dim, hidden), output_layer(hidden, product.reshape(-1)))
+
+    def forward(self, state: torch.Tensor) -> torch.Tensor:
+        """state (B, state_dim) -> log pi_jt(. | s) of shape (B, prod_i |A_i|)"""
+        return F.log_softmax(self.net(state), dim=-1)
+
+
+def check_args(args: Args) -> None:
+    check_common_args(args)
+    if args.init_prob is not None and not 0.0 < args.init_prob < 1.0:
+        raise ValueError(f"--init-prob must lie strictly between 0 and 1, got {args.init_prob}")
+    if not 0.0 <= args.gamma <= 1.0:
+        raise ValueError(f"--gamma must lie in [0, 1], got {args.gamma}")
+    if not 0.0 <= args.gae_lambda <= 1.0:
+        raise ValueError(f"--gae-lambda must lie in [0, 1], got {args.gae_lambda}")
+    if args.hidden_size < 1:
+        raise ValueError(f"--hidden-size must be >= 1, got {args.hidden_size}")
+    for flag in ("learning_rate", "ent_coef", "vf_coef", "max_grad_norm"):
+        if getattr(args, flag) < 0:
+            raise ValueError(f"--{flag.replace('_', '-')} must be >= 0, got {getattr(args, flag)}")
+
+
+def train(args: Args) -> dict:
+    check_args(args)
+    run_name, writer, device = setup_run(args)
+    start_time = time.time()
+
+    envs = make_vec_env(args.env_id, args.num_envs, args.payoff, args.episode_length, args.penalty_k, device)
+    eval_envs = make_vec_env(args.env_id, args.eval_episodes, args.payoff, args.episode_length, args.penalty_k, device)
+    n_agents, action_sizes, T = envs.n_agents, envs.action_sizes, envs.episode_length
+    # flat joint-action index -> per-agent actions (agent 0 most significant, as in the payoff's memory layout)
+    strides = torch.tensor([math.prod(action_sizes[i + 1:]) for i in range(n_agents)], device=device)
+    sizes = torch.tensor(action_sizes, device=device)
+
+    actor = JointActor(envs.state_dim, action_sizes, args.hidden_size, args.init_prob).to(device)
+    critic = nn.Sequential(mlp(envs.state_dim, args.hidden_size), nn.Linear(args.hidden_size, 1)).to(device)
+    params = [*actor.parameters(), *critic.parameters()]
+    optimizer = torch.optim.Adam(params, lr=args.learning_rate)
+
+    def act_joint(obs, state, greedy: bool):
+        # one controller sees the global state and dictates every agent's action
+        log_probs = actor(state)
+        flat = log_probs.argmax(-1) if greedy else Categorical(logits=log_probs).sample()
+        return (flat.unsqueeze(-1) // strides) % sizes
+
+    # ================ rollout storage: one full T-step episode from each of the B games ================
+    B = args.num_envs
+    state_buf = torch.zeros((T, B, envs.state_dim), device=device)
+    action_buf = torch.zeros((T, B), dtype=torch.long, device=device)  # flat joint-action index
+    reward_buf = torch.zeros((T, B), device=device)
+    value_buf = torch.zeros((T, B), device=device)
+
+    num_updates = args.total_timesteps // (B * T)
+    eval_at = {round(num_updates * (k + 1) / (args.num_evals + 1)) for k in range(args.num_evals)} - {num_updates}
+    log_every = max(1, num_updates // 200)
+    global_step = 0
+    for update in range(1, num_updates + 1):
+        # ---------------- rollout: sample joint actions from pi_jt ----------------
+        _, state = envs.reset()  # the joint agent reads the global state only
+        with torch.no_grad():
+            for t in range(T):
+                state_buf[t] = state
+                value_buf[t] = critic(state).squeeze(-1)
+                action_buf[t] = Categorical(logits=actor(state)).sample()
+                _, state, reward_buf[t], _ = envs.step((action_buf[t].unsqueeze(-1) // strides) % sizes)
+        global_step += B * T
+
+        # ---------------- advantages: GAE over the episode, which ends in a terminal state ----------------
+        with torch.no_grad():
+            advantages = torch.zeros_like(reward_buf)
+            last_gae = torch.zeros(B, device=device)
+            for t in reversed(range(T)):
+                next_value = value_buf[t + 1] if t + 1 < T else torch.zeros(B, device=device)
+                # delta_t = r_t + gamma V(s_{t+1}) - V(s_t);  A_t = delta_t + gamma lambda A_{t+1}
+                delta = reward_buf[t] + args.gamma * next_value - value_buf[t]
+                last_gae = delta + args.gamma * args.gae_lambda * last_gae
+                advantages[t] = last_gae
+            returns = advantages + value_buf
+
+        # ---------------- the loss ----------------
+        b_state, b_actions = state_buf.flatten(0, 1), action_buf.flatten()
+        b_adv, b_returns = advantages.flatten(), returns.flatten()
+        if args.norm_adv and b_adv.numel() > 1:
+            b_adv = (b_adv - b_adv.mean()) / (b_adv.std() + 1e-8)
+        joint_log_probs = actor(b_state)
+        # the unfactored policy gradient:  -E[ A(s, a) log pi_jt(a | s) ]  (one log-probability per joint action)
+        pg_loss = -(b_adv * joint_log_probs.gather(1, b_actions.unsqueeze(1)).squeeze(1)).mean()
+        # entropy bonus H(pi_jt(. | s)), exact over the joint action space
+        entropy = -(joint_log_probs.exp() * joint_log_probs).sum(-1).mean()
+        value_loss = 0.5 * (critic(b_state).squeeze(-1) - b_returns).pow(2).mean()
+        loss = pg_loss - args.ent_coef * entropy + args.vf_coef * value_loss
+
+        optimizer.zero_grad()
+        loss.backward()
+        nn.utils.clip_grad_norm_(params, args.max_grad_norm)
+        optimizer.step()
+
+        # ============================ logging (CleanRL's names) ============================
+        if update % log_every == 0 or update == num_updates:
+            writer.add_scalar("charts/episodic_return", reward_buf.sum(0).mean().item(), global_step)
+            writer.add_scalar("losses/policy_loss", pg_loss.item(), global_step)
+            writer.add_scalar("losses/value_loss", value_loss.item(), global_step)
+            writer.add_scalar("losses/entropy", entropy.item(), global_step)
+            writer.add_scalar("charts/SPS", int(global_step / (time.time() - start_time)), global_step)
+        if update in eval_at:  # the last evaluation is the summary's
+            greedy_return = evaluate(eval_envs, lambda o, s: act_joint(o, s, greedy=True))
+            writer.add_scalar("eval/joint_return_greedy", greedy_return, global_step)
+            if not args.quiet:
+                print(f"update {update}/{num_updates}  step {global_step}  return {reward_buf.sum(0).mean():.2f}"
+                      f"  greedy joint {greedy_return:.2f}  SPS {int(global_step / (time.time() - start_time))}")
+
+    # ============================ evaluation and summary ============================
+    greedy_return = evaluate(eval_envs, lambda o, s: act_joint(o, s, greedy=True))
+    writer.add_scalar("eval/joint_return_greedy", greedy_return, global_step)
+    summary = {
+        "algo": args.exp_name,
+        "env_id": args.env_id,
+        "seed": args.seed,
+        "decentralized": False,  # one controller picks every agent's action from the global state
+        "decentralized_return_greedy": None,  # jpg has no decentralized policy to evaluate
+        "decentralized_return_sampled": None,
+        "joint_return_greedy": greedy_return,
+        "joint_return_sampled": evaluate(eval_envs, lambda o, s: act_joint(o, s, greedy=False)),
+        "optimum": envs.optimum,
+        "env_steps": global_step,
+        "wall_time_s": time.time() - start_time,
+    }
+    with torch.no_grad():  # matrix games: the learned joint policy, entry t = the table of pi_jt in round t
+        round_state = torch.as_tensor(np.stack([envs.observation_array(t).reshape(-1) for t in range(T)]), device=device)
+        summary["joint_policy"] = [row.reshape(action_sizes).tolist() for row in actor(round_state).exp()]
+    if args.save_model:  # what is deployed here is the one joint actor (there are no per-agent actors)
+        torch.save(actor.state_dict(), f"runs/{run_name}/{args.exp_name}.actors.pt")
+    return finish_run(args, run_name, writer, summary)
+
+
+if __name__ == "__main__":
+    cli_args = tyro.cli(Args)
+    try:
+        check_args(cli_args)
+    except ValueError as err:
+        raise SystemExit(f"error: {err}") from None
+    train(cli_args)

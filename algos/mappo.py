@@ -1,0 +1,447 @@
+"""Multi-agent PPO (mappo), and IPPO with --independent-critic: the strong factored baselines.
+
+Every agent i acts with its own policy pi_i(a_i | o_i) (one torso shared by all agents, with the agent's
+id in its observation, and one head per agent) and is trained with PPO's clipped surrogate on its OWN ratio
+    r_i = pi_i(a_i | o_i) / pi_i,old(a_i | o_i),   L = E[ min(r_i A, clip(r_i, 1 - eps, 1 + eps) A) ],
+with a centralized critic V(s) (MAPPO) or a per-agent critic V(o_i) (IPPO), GAE, and value normalization
+(a running mean and variance of the returns; the critic learns the normalized return). PPO changes the step,
+not the direction: the gradient is still the factored sum_i E[ A grad log pi_i(a_i | o_i) ] of algos/ipg.py,
+which the proposal argues leads to the payoff-0 corner of [[0, -5], [-5, 10]] from a start with p, q > 3/4
+(tests/test_mappo_mackrl_jpg.py measures it: from p = q = 0.9, MAPPO and IPPO end there on every seed tried).
+
+Paper:  Yu, Velu, Vinitsky, Gao, Wang, Bayen, Wu (2022), "The Surprising Effectiveness of PPO in Cooperative
+        Multi-Agent Games" (NeurIPS Datasets and Benchmarks). Differences from the paper's code: one Adam
+        optimizer for actor and critic, the value normalizer updated once per batch (not per minibatch),
+        no recurrent policies, and the centralized critic reads the global state s (not an agent-specific one).
+Run:    python algos/mappo.py --init-prob 0.9
+        python algos/mappo.py --independent-critic   # IPPO
+        tensorboard --logdir runs
+"""
+
+import json
+import math
+import os
+import random
+import sys
+import time
+from dataclasses import dataclass
+from pathlib import Path
+
+import numpy as np
+import torch
+import torch.nn.functional as F
+import tyro
+from torch import nn
+from torch.distributions import Categorical
+
+sys.path.insert(0, str(Path(__file__).resolve().parents[1]))  # `envs` lives next to `algos`
+from envs import make_vec_env
+
+
+@dataclass
+class Args:
+    # >>> shared:args (every script in algos/ has these fields; tests/test_shared_blocks.py keeps the copies identical)
+    exp_name: str = os.path.basename(__file__)[: -len(".py")]
+    """the name of this experiment (defaults to the script's name)"""
+    seed: int = 1
+    """seed of the experiment: the same seed gives the same numbers"""
+    torch_deterministic: bool = True
+    """if toggled, `torch.backends.cudnn.deterministic=True` (matters on the GPU only)"""
+    cuda: bool = False
+    """if toggled, train on the GPU when there is one (the matrix games run faster on the CPU)"""
+    threads: int = 1
+    """torch CPU threads (one is fastest for networks this small)"""
+    track: bool = False
+    """if toggled, also log to Weights and Biases (needs `pip install wandb`)"""
+    wandb_project_name: str = "marl-refs"
+    """the Weights and Biases project"""
+    wandb_entity: str | None = None
+    """the Weights and Biases entity (team)"""
+    save_model: bool = False
+    """if toggled, save the decentralized per-agent actors to runs/{run_name}/{exp_name}.actors.pt"""
+    quiet: bool = False
+    """if toggled, print no progress lines"""
+    env_id: str = "coordination-2x2"
+    """the game: coordination-2x2, climbing, penalty, qtran-3x3, or custom (with --payoff)"""
+    payoff: str | None = None
+    """with --env-id custom: the payoff as a JSON nested list, one axis per agent, e.g. '[[1,0],[0,1]]'"""
+    penalty_k: float = -100.0
+    """the penalty k of the `penalty` game"""
+    episode_length: int = 1
+    """rounds per episode: the game is repeated T times (EPyMARL's matrix games use 25)"""
+    total_timesteps: int = 64_000
+    """total environment steps (one step = one round in one copy of the game)"""
+    num_envs: int = 128
+    """copies of the game played in parallel; each update uses one full episode from each"""
+    eval_episodes: int = 1000
+    """episodes per evaluation (sampled policies; the greedy ones are deterministic in matrix games)"""
+    num_evals: int = 10
+    """evaluations during training (plus one at the end)"""
+    # <<< shared:args
+
+    # Algorithm-specific arguments
+    init_prob: float | None = None
+    """start every agent playing action 0 with this probability (the rest uniform); the proposal's
+    adversarial start is 0.9. Default: uniform"""
+    independent_critic: bool = False
+    """if toggled, IPPO: each agent's critic sees only its own observation, V(o_i), instead of V(s)"""
+    learning_rate: float = 5e-3
+    """Adam learning rate for the actor and the critic"""
+    hidden_size: int = 64
+    """width of the shared actor torso and of the critic"""
+    gamma: float = 0.99
+    """discount factor"""
+    gae_lambda: float = 0.95
+    """lambda of generalized advantage estimation"""
+    update_epochs: int = 2
+    """PPO epochs over each batch (the paper uses 5 to 15; each epoch costs time, and 2 learn the matrix games)"""
+    num_minibatches: int = 1
+    """minibatches per epoch (split over environment steps; all agents of a step stay together)"""
+    clip_coef: float = 0.2
+    """PPO's clipping epsilon, for the ratio and the value clipping"""
+    clip_vloss: bool = True
+    """if toggled, clip the value update as in the paper's code"""
+    value_norm: bool = True
+    """if toggled, the critic learns returns normalized by a running mean and std (the paper's ValueNorm)"""
+    value_norm_beta: float = 0.99999
+    """decay of the running mean and mean square of the returns (the paper's value)"""
+    huber_delta: float = 10.0
+    """delta of the Huber value loss (the paper's value)"""
+    norm_adv: bool = True
+    """if toggled, normalize advantages over the whole batch (all agents)"""
+    ent_coef: float = 0.01
+    """coefficient of the entropy bonus (mean over agents of H(pi_i))"""
+    vf_coef: float = 0.5
+    """coefficient of the value loss"""
+    max_grad_norm: float = 10.0
+    """maximum norm for gradient clipping (the paper's value)"""
+
+
+# >>> shared:boilerplate (every script in algos/ has this block; tests/test_shared_blocks.py keeps the copies identical)
+def check_common_args(args) -> None:
+    """Rejects bad common flags with a message naming the flag, before anything is built."""
+    for flag, value, low in [
+        ("--total-timesteps", args.total_timesteps, 1),
+        ("--num-envs", args.num_envs, 1),
+        ("--episode-length", args.episode_length, 1),
+        ("--eval-episodes", args.eval_episodes, 1),
+        ("--num-evals", args.num_evals, 0),
+        ("--threads", args.threads, 1),
+    ]:
+        if value < low:
+            raise ValueError(f"{flag} must be >= {low}, got {value}")
+    if args.total_timesteps < args.num_envs * args.episode_length:
+        raise ValueError(
+            f"--total-timesteps ({args.total_timesteps}) is less than one update"
+            f" (--num-envs x --episode-length = {args.num_envs * args.episode_length})"
+        )
+    make_vec_env(args.env_id, 1, args.payoff, args.episode_length, args.penalty_k)  # raises on a bad game
+
+
+def setup_run(args):
+    """Seeds everything, picks the device, opens runs/{run_name} for TensorBoard (and W&B)."""
+    # imported here, not at the top: tensorboard is slow to import and only a run needs it
+    from torch.utils.tensorboard import SummaryWriter
+
+    random.seed(args.seed)
+    np.random.seed(args.seed)
+    torch.manual_seed(args.seed)
+    torch.backends.cudnn.deterministic = args.torch_deterministic
+    torch.set_num_threads(args.threads)
+    device = torch.device("cuda" if torch.cuda.is_available() and args.cuda else "cpu")
+    run_name = f"{args.env_id}__{args.exp_name}__{args.seed}__{int(time.time())}"
+    if args.track:
+        try:
+            import wandb
+        except ImportError:
+            raise ValueError("--track needs Weights and Biases: pip install wandb") from None
+        wandb.init(project=args.wandb_project_name, entity=args.wandb_entity, sync_tensorboard=True,
+                   config=vars(args), name=run_name, save_code=True)
+    writer = SummaryWriter(f"runs/{run_name}")
+    table = "\n".join(f"|{key}|{value}|" for key, value in vars(args).items())
+    writer.add_text("hyperparameters", f"|param|value|\n|-|-|\n{table}")
+    return run_name, writer, device
+
+
+@torch.no_grad()
+def evaluate(envs, act) -> float:
+    """Mean episode return of `act(obs, state) -> actions (B, N)` over one batch of episodes."""
+    obs, state = envs.reset()
+    episode_return = torch.zeros(envs.num_envs, device=obs.device)
+    for _ in range(envs.episode_length):
+        obs, state, reward, _ = envs.step(act(obs, state))
+        episode_return += reward
+    return episode_return.mean().item()
+
+
+def finish_run(args, run_name, writer, summary: dict) -> dict:
+    """Writes runs/{run_name}/summary.json (same seed, same file but for wall_time_s) and closes the logs."""
+    writer.close()
+    with open(f"runs/{run_name}/summary.json", "w") as f:
+        json.dump(summary, f, indent=2)
+    if args.track:
+        import wandb
+
+        wandb.finish()
+    if not args.quiet:
+        print(json.dumps({k: v for k, v in summary.items() if not isinstance(v, (dict, list))}, indent=2))
+    return summary
+# <<< shared:boilerplate
+
+
+# ============================ the algorithm: networks ============================
+def initial_log_probs(num_actions: int, init_prob: float | None) -> torch.Tensor:
+    """log pi(a) at the start: uniform, or P on action 0 and (1 - P) / (n - 1) on each other action."""
+    if init_prob is None:
+        return torch.full((num_actions,), -math.log(num_actions))
+    rest = math.log((1.0 - init_prob) / (num_actions - 1))
+    return torch.tensor([math.log(init_prob)] + [rest] * (num_actions - 1))
+
+
+def output_layer(in_features: int, log_probs: torch.Tensor) -> nn.Linear:
+    """A final layer whose softmax starts exactly at `log_probs` for every input (zero weights)."""
+    layer = nn.Linear(in_features, len(log_probs))
+    nn.init.zeros_(layer.weight)
+    with torch.no_grad():
+        layer.bias.copy_(log_probs)
+    return layer
+
+
+def mlp(in_features: int, hidden: int) -> nn.Sequential:
+    return nn.Sequential(nn.Linear(in_features, hidden), nn.Tanh(), nn.Linear(hidden, hidden), nn.Tanh())
+
+
+class DecentralizedActor(nn.Module):
+    """pi_i(a_i | o_i) for every agent: one torso shared by all agents (o_i holds agent i's id), one head each.
+
+    This module alone is what gets deployed: each agent runs it on its own observation.
+    """
+
+    def __init__(self, obs_dim: int, action_sizes: list[int], hidden: int, init_prob: float | None):
+        super().__init__()
+        self.torso = mlp(obs_dim, hidden)
+        self.heads = nn.ModuleList(output_layer(hidden, initial_log_probs(n, init_prob)) for n in action_sizes)
+
+    def forward(self, obs: torch.Tensor) -> list[torch.Tensor]:
+        """obs (B, N, obs_dim) -> [log pi_i(. | o_i) of shape (B, |A_i|) for each agent i]"""
+        features = self.torso(obs)
+        return [F.log_softmax(head(features[:, i]), dim=-1) for i, head in enumerate(self.heads)]
+
+
+# ============================ the algorithm: PPO's pieces ============================
+def clipped_surrogate_loss(
+    new_log_probs: torch.Tensor, old_log_probs: torch.Tensor, advantages: torch.Tensor, clip_coef: float
+) -> torch.Tensor:
+    """PPO's clipped surrogate, negated to be minimized: -E[ min(r A, clip(r, 1 - eps, 1 + eps) A) ]."""
+    # r = pi(a | o) / pi_old(a | o), computed from log-probabilities
+    ratio = (new_log_probs - old_log_probs).exp()
+    # L^CLIP = E[ min(r A, clip(r, 1 - eps, 1 + eps) A) ]   (Schulman et al. 2017, eq. 7)
+    return -torch.min(ratio * advantages, ratio.clamp(1.0 - clip_coef, 1.0 + clip_coef) * advantages).mean()
+
+
+class ValueNorm:
+    """Running mean and variance of the returns, debiased like Adam's moments (the paper's ValueNorm).
+
+    The critic outputs normalized values; `denormalize` turns them into returns for GAE, and the value
+    loss compares them with `normalize(returns)`, so the critic's target keeps a unit scale as returns grow.
+    """
+
+    def __init__(self, beta: float, device, epsilon: float = 1e-5):
+        self.beta, self.epsilon = beta, epsilon
+        self.running_mean = torch.zeros((), device=device)
+        self.running_mean_sq = torch.zeros((), device=device)
+        self.debiasing_term = torch.zeros((), device=device)
+
+    def update(self, x: torch.Tensor) -> None:
+        # m <- beta m + (1 - beta) mean(x);  m2 <- beta m2 + (1 - beta) mean(x^2);  d <- beta d + (1 - beta)
+        self.running_mean = self.beta * self.running_mean + (1 - self.beta) * x.mean()
+        self.running_mean_sq = self.beta * self.running_mean_sq + (1 - self.beta) * x.pow(2).mean()
+        self.debiasing_term = self.beta * self.debiasing_term + (1 - self.beta)
+
+    def mean_std(self) -> tuple[torch.Tensor, torch.Tensor]:
+        # debiased mean m / d and variance m2 / d - (m / d)^2, floored at 1e-2 as in the paper's code
+        mean = self.running_mean / self.debiasing_term.clamp(min=self.epsilon)
+        mean_sq = self.running_mean_sq / self.debiasing_term.clamp(min=self.epsilon)
+        return mean, (mean_sq - mean.pow(2)).clamp(min=1e-2).sqrt()
+
+    def normalize(self, x: torch.Tensor) -> torch.Tensor:
+        mean, std = self.mean_std()
+        return (x - mean) / std
+
+    def denormalize(self, x: torch.Tensor) -> torch.Tensor:
+        mean, std = self.mean_std()
+        return x * std + mean
+
+
+def check_args(args: Args) -> None:
+    check_common_args(args)
+    if args.init_prob is not None and not 0.0 < args.init_prob < 1.0:
+        raise ValueError(f"--init-prob must lie strictly between 0 and 1, got {args.init_prob}")
+    for flag, value in [("--gamma", args.gamma), ("--gae-lambda", args.gae_lambda)]:
+        if not 0.0 <= value <= 1.0:
+            raise ValueError(f"{flag} must lie in [0, 1], got {value}")
+    if not 0.0 < args.value_norm_beta < 1.0:
+        raise ValueError(f"--value-norm-beta must lie strictly between 0 and 1, got {args.value_norm_beta}")
+    for flag, value in [("--update-epochs", args.update_epochs), ("--num-minibatches", args.num_minibatches),
+                        ("--hidden-size", args.hidden_size)]:
+        if value < 1:
+            raise ValueError(f"{flag} must be >= 1, got {value}")
+    if args.num_minibatches > args.num_envs * args.episode_length:
+        raise ValueError(f"--num-minibatches ({args.num_minibatches}) exceeds the environment steps per batch"
+                         f" (--num-envs x --episode-length = {args.num_envs * args.episode_length})")
+    if not args.huber_delta > 0:
+        raise ValueError(f"--huber-delta must be > 0, got {args.huber_delta}")
+    for flag in ("learning_rate", "clip_coef", "ent_coef", "vf_coef", "max_grad_norm"):
+        if getattr(args, flag) < 0:
+            raise ValueError(f"--{flag.replace('_', '-')} must be >= 0, got {getattr(args, flag)}")
+
+
+def train(args: Args) -> dict:
+    check_args(args)
+    run_name, writer, device = setup_run(args)
+    start_time = time.time()
+
+    envs = make_vec_env(args.env_id, args.num_envs, args.payoff, args.episode_length, args.penalty_k, device)
+    eval_envs = make_vec_env(args.env_id, args.eval_episodes, args.payoff, args.episode_length, args.penalty_k, device)
+    n_agents, action_sizes, T = envs.n_agents, envs.action_sizes, envs.episode_length
+
+    actor = DecentralizedActor(envs.obs_dim, action_sizes, args.hidden_size, args.init_prob).to(device)
+    critic_in = envs.obs_dim if args.independent_critic else envs.state_dim
+    critic = nn.Sequential(mlp(critic_in, args.hidden_size), nn.Linear(args.hidden_size, 1)).to(device)
+    params = [*actor.parameters(), *critic.parameters()]
+    optimizer = torch.optim.Adam(params, lr=args.learning_rate, eps=1e-5, foreach=True)
+    value_norm = ValueNorm(args.value_norm_beta, device) if args.value_norm else None
+
+    def critic_values(obs, state):
+        """(B, N) critic outputs: V(o_i) for IPPO; for MAPPO every agent's copy of V(s), as in the paper's code."""
+        inputs = obs if args.independent_critic else state.unsqueeze(1).expand(-1, n_agents, -1)
+        return critic(inputs).squeeze(-1)
+
+    def act_decentralized(obs, state, greedy: bool):
+        # each agent samples from its own policy on its own observation: no joint action is ever formed
+        marginals = actor(obs)
+        return torch.stack([lp.argmax(-1) if greedy else Categorical(logits=lp).sample() for lp in marginals], -1)
+
+    # ================ rollout storage: one full T-step episode from each of the B games ================
+    B = args.num_envs
+    obs_buf = torch.zeros((T, B, n_agents, envs.obs_dim), device=device)
+    state_buf = torch.zeros((T, B, envs.state_dim), device=device)
+    action_buf = torch.zeros((T, B, n_agents), dtype=torch.long, device=device)
+    log_prob_buf = torch.zeros((T, B, n_agents), device=device)  # log pi_i,old(a_i | o_i)
+    reward_buf = torch.zeros((T, B), device=device)
+    value_buf = torch.zeros((T, B, n_agents), device=device)  # raw critic output (normalized with --value-norm)
+
+    num_updates = args.total_timesteps // (B * T)
+    eval_at = {round(num_updates * (k + 1) / (args.num_evals + 1)) for k in range(args.num_evals)} - {num_updates}
+    log_every = max(1, num_updates // 200)
+    global_step = 0
+    for update in range(1, num_updates + 1):
+        # ---------------- rollout: every agent samples from its own policy ----------------
+        obs, state = envs.reset()
+        with torch.no_grad():
+            for t in range(T):
+                obs_buf[t], state_buf[t] = obs, state
+                value_buf[t] = critic_values(obs, state)
+                marginals = actor(obs)
+                action_buf[t] = torch.stack([Categorical(logits=lp).sample() for lp in marginals], -1)
+                log_prob_buf[t] = torch.stack(
+                    [lp.gather(1, action_buf[t, :, i : i + 1]).squeeze(1) for i, lp in enumerate(marginals)], -1
+                )
+                obs, state, reward_buf[t], _ = envs.step(action_buf[t])
+        global_step += B * T
+
+        # ---------------- advantages: GAE on denormalized values, per agent ----------------
+        with torch.no_grad():
+            values = value_norm.denormalize(value_buf) if value_norm else value_buf
+            advantages = torch.zeros_like(values)
+            last_gae = torch.zeros((B, n_agents), device=device)
+            for t in reversed(range(T)):
+                next_value = values[t + 1] if t + 1 < T else torch.zeros((B, n_agents), device=device)
+                # delta_t = r_t + gamma V(s_{t+1}) - V(s_t);  A_t = delta_t + gamma lambda A_{t+1}  (shared reward)
+                delta = reward_buf[t].unsqueeze(-1) + args.gamma * next_value - values[t]
+                last_gae = delta + args.gamma * args.gae_lambda * last_gae
+                advantages[t] = last_gae
+            returns = advantages + values
+            if value_norm:
+                value_norm.update(returns)
+                returns = value_norm.normalize(returns)  # the critic's target, in its normalized units
+            if args.norm_adv and advantages.numel() > 1:
+                advantages = (advantages - advantages.mean()) / (advantages.std() + 1e-8)
+
+        # ---------------- PPO: several epochs of minibatches over the batch ----------------
+        b_obs, b_state, b_actions = obs_buf.flatten(0, 1), state_buf.flatten(0, 1), action_buf.flatten(0, 1)
+        b_old_log_probs, b_adv = log_prob_buf.flatten(0, 1), advantages.flatten(0, 1)
+        b_returns, b_old_values = returns.flatten(0, 1), value_buf.flatten(0, 1)
+        batch_size = B * T
+        for _epoch in range(args.update_epochs):
+            permutation = torch.randperm(batch_size, device=device)
+            for mb in permutation.tensor_split(args.num_minibatches):
+                marginals = actor(b_obs[mb])
+                new_log_probs = torch.stack(
+                    [lp.gather(1, b_actions[mb, i : i + 1]).squeeze(1) for i, lp in enumerate(marginals)], -1
+                )
+                # each agent's own ratio r_i, averaged over all (step, agent) samples as in the paper's code
+                pg_loss = clipped_surrogate_loss(new_log_probs, b_old_log_probs[mb], b_adv[mb], args.clip_coef)
+                entropy = sum(-(lp.exp() * lp).sum(-1).mean() for lp in marginals) / n_agents
+                new_values = critic_values(b_obs[mb], b_state[mb])
+                value_loss = F.huber_loss(new_values, b_returns[mb], delta=args.huber_delta, reduction="none")
+                if args.clip_vloss:
+                    # V_clip = V_old + clip(V - V_old, -eps, eps);  loss = max(loss(V), loss(V_clip))
+                    clipped = b_old_values[mb] + (new_values - b_old_values[mb]).clamp(-args.clip_coef, args.clip_coef)
+                    clipped_loss = F.huber_loss(clipped, b_returns[mb], delta=args.huber_delta, reduction="none")
+                    value_loss = torch.max(value_loss, clipped_loss)
+                value_loss = value_loss.mean()
+                loss = pg_loss - args.ent_coef * entropy + args.vf_coef * value_loss
+
+                optimizer.zero_grad()
+                loss.backward()
+                nn.utils.clip_grad_norm_(params, args.max_grad_norm)
+                optimizer.step()
+
+        # ============================ logging (CleanRL's names) ============================
+        if update % log_every == 0 or update == num_updates:
+            writer.add_scalar("charts/episodic_return", reward_buf.sum(0).mean().item(), global_step)
+            writer.add_scalar("losses/policy_loss", pg_loss.item(), global_step)
+            writer.add_scalar("losses/value_loss", value_loss.item(), global_step)
+            writer.add_scalar("losses/entropy", entropy.item(), global_step)
+            writer.add_scalar("charts/SPS", int(global_step / (time.time() - start_time)), global_step)
+        if update in eval_at:  # the last evaluation is the summary's
+            greedy_return = evaluate(eval_envs, lambda o, s: act_decentralized(o, s, greedy=True))
+            writer.add_scalar("eval/decentralized_return_greedy", greedy_return, global_step)
+            if not args.quiet:
+                print(f"update {update}/{num_updates}  step {global_step}  return {reward_buf.sum(0).mean():.2f}"
+                      f"  greedy decentralized {greedy_return:.2f}  SPS {int(global_step / (time.time() - start_time))}")
+
+    # ============================ evaluation and summary ============================
+    greedy_return = evaluate(eval_envs, lambda o, s: act_decentralized(o, s, greedy=True))
+    writer.add_scalar("eval/decentralized_return_greedy", greedy_return, global_step)
+    summary = {
+        "algo": args.exp_name,
+        "env_id": args.env_id,
+        "seed": args.seed,
+        "decentralized": True,
+        "decentralized_return_greedy": greedy_return,
+        "decentralized_return_sampled": evaluate(eval_envs, lambda o, s: act_decentralized(o, s, greedy=False)),
+        "joint_return_greedy": None,  # mappo has no joint policy, and its V(s) does not rank joint actions
+        "independent_critic": args.independent_critic,  # True: this run is IPPO
+        "optimum": envs.optimum,
+        "env_steps": global_step,
+        "wall_time_s": time.time() - start_time,
+    }
+    with torch.no_grad():  # matrix games: the learned policy tables, row t = the policy in round t
+        round_obs = torch.as_tensor(np.stack([envs.observation_array(t) for t in range(T)]), device=device)
+        summary["policy"] = {
+            agent: log_probs.exp().tolist() for agent, log_probs in zip(envs.possible_agents, actor(round_obs))
+        }
+    if args.save_model:
+        torch.save(actor.state_dict(), f"runs/{run_name}/{args.exp_name}.actors.pt")
+    return finish_run(args, run_name, writer, summary)
+
+
+if __name__ == "__main__":
+    cli_args = tyro.cli(Args)
+    try:
+        check_args(cli_args)
+    except ValueError as err:
+        raise SystemExit(f"error: {err}") from None
+    train(cli_args)
