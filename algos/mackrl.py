@@ -74,7 +74,7 @@ class Args:
     wandb_entity: str | None = None
     """the Weights and Biases entity (team)"""
     save_model: bool = False
-    """if toggled, save the decentralized per-agent actors to runs/{run_name}/{exp_name}.actors.pt"""
+    """if toggled, save what is deployed (the per-agent actors or utilities) to runs/{run_name}/{exp_name}.actors.pt"""
     quiet: bool = False
     """if toggled, print no progress lines"""
     env_id: str = "coordination-2x2"
@@ -138,6 +138,11 @@ def check_common_args(args) -> None:
             f" (--num-envs x --episode-length = {args.num_envs * args.episode_length})"
         )
     make_vec_env(args.env_id, 1, args.payoff, args.episode_length, args.penalty_k)  # raises on a bad game
+    if args.track:
+        try:
+            import wandb  # noqa: F401
+        except ImportError:
+            raise ValueError("--track needs Weights and Biases: pip install wandb") from None
 
 
 def setup_run(args):
@@ -153,10 +158,8 @@ def setup_run(args):
     device = torch.device("cuda" if torch.cuda.is_available() and args.cuda else "cpu")
     run_name = f"{args.env_id}__{args.exp_name}__{args.seed}__{int(time.time())}"
     if args.track:
-        try:
-            import wandb
-        except ImportError:
-            raise ValueError("--track needs Weights and Biases: pip install wandb") from None
+        import wandb
+
         wandb.init(project=args.wandb_project_name, entity=args.wandb_entity, sync_tensorboard=True,
                    config=vars(args), name=run_name, save_code=True)
     writer = SummaryWriter(f"runs/{run_name}")

@@ -1,5 +1,6 @@
 """mi_pg and ipg end to end: the proposal's claims as convergence tests, plus the scripts' contracts."""
 
+import importlib.util
 import json
 import math
 import subprocess
@@ -148,3 +149,9 @@ def test_cli_help(script):
                             capture_output=True, text=True, timeout=120, check=False)
     assert result.returncode == 0, result.stderr
     assert "--init-prob" in result.stdout and "--env-id" in result.stdout
+
+
+@pytest.mark.skipif(importlib.util.find_spec("wandb") is not None, reason="wandb is installed here")
+def test_track_without_wandb_is_a_clear_error():
+    with pytest.raises(ValueError, match="--track needs Weights and Biases: pip install wandb"):
+        mi_pg.check_args(mi_pg.Args(track=True))
