@@ -88,6 +88,23 @@ def score(summary: dict) -> tuple[float, str]:
     return summary["joint_return_greedy"], " (joint)"
 
 
+def overview(results: list[dict], algos: list[str]) -> str:
+    """One row per algorithm: seeds at the optimum for every game and start."""
+    columns = [(env_id, start) for env_id in REGISTRY for start in STARTS
+               if any(r["env_id"] == env_id and r["start"] == start for r in results)]
+    lines = ["| algorithm | " + " | ".join(f"{env_id}, {start}" for env_id, start in columns) + " |",
+             "|---|" + "---|" * len(columns)]
+    for spec in algos:
+        cells = []
+        for env_id, start in columns:
+            runs = [r for r in results if r["algo"] == spec and r["env_id"] == env_id and r["start"] == start]
+            optimum = runs[0]["summary"]["optimum"] if runs else None
+            hits = sum(abs(score(r["summary"])[0] - optimum) < 1e-6 for r in runs)
+            cells.append(f"{hits}/{len(runs)}" if runs else "n/a")
+        lines.append(f"| {spec} | " + " | ".join(cells) + " |")
+    return "\n".join(lines)
+
+
 def table(results: list[dict], algos: list[str], cli: dict[str, float]) -> str:
     lines = [
         "| algorithm | game | start | mean return | min return | seeds at optimum | median s / run | env steps/s | s from shell |",
@@ -120,10 +137,21 @@ def main():
     parser.add_argument("--episode-length", type=int, default=None, help="passed to every run (default: 1)")
     parser.add_argument("--total-timesteps", type=int, default=None, help="passed to every run (default: each script's)")
     parser.add_argument("--workers", type=int, default=os.cpu_count())
+    parser.add_argument("--report-only", action="store_true",
+                        help="rebuild the Markdown tables from the saved JSON (--out) without running anything")
     parser.add_argument("--out", default=str(ROOT / "benchmarks" / "results" / "matrix_games"))
     args = parser.parse_args()
     algos = args.algos or available_algos()
     common = {key: getattr(args, key) for key in ("episode_length", "total_timesteps") if getattr(args, key)}
+
+    out = Path(args.out)
+    if args.report_only:
+        saved = json.loads(out.with_suffix(".json").read_text())
+        algos = list(dict.fromkeys(r["algo"] for r in saved["runs"]))
+        markdown = report(saved["runs"], algos, saved["cli_seconds"], saved["footer"])
+        print(markdown)
+        out.with_suffix(".md").write_text(markdown)
+        return
 
     jobs = []
     for spec in algos:
@@ -141,13 +169,18 @@ def main():
     elapsed = time.perf_counter() - started
 
     command = "python benchmarks/matrix_games.py " + " ".join(sys.argv[1:])
-    markdown = (f"{table(results, algos, cli)}\n\n{len(jobs)} runs, {args.workers} worker processes, "
-                f"{elapsed:.0f} s in all. Made by `{command.strip()}`.\n")
+    footer = (f"{len(jobs)} runs, {args.workers} worker processes, {elapsed:.0f} s in all. "
+              f"Made by `{command.strip()}`.")
+    markdown = report(results, algos, cli, footer)
     print(markdown)
-    out = Path(args.out)
     out.parent.mkdir(parents=True, exist_ok=True)
     out.with_suffix(".md").write_text(markdown)
-    out.with_suffix(".json").write_text(json.dumps(results, indent=1))
+    out.with_suffix(".json").write_text(json.dumps({"runs": results, "cli_seconds": cli, "footer": footer}, indent=1))
+
+
+def report(results: list[dict], algos: list[str], cli: dict[str, float], footer: str) -> str:
+    return (f"Seeds at the optimum (decentralized greedy policy; jpg: joint):\n\n{overview(results, algos)}\n\n"
+            f"In detail:\n\n{table(results, algos, cli)}\n\n{footer}\n")
 
 
 if __name__ == "__main__":
