@@ -1,6 +1,6 @@
 """MI-annealed policy gradient (mi_pg): learn jointly first, factor later.
 
-Idea (../README.md, "The method"): per-agent policy gradient follows the factored gradient and
+Idea (README.md, "The method"): per-agent policy gradient follows the factored gradient and
 falls into poor Nash equilibria; a joint policy pi_jt(a|s) does not (its gradient on the best joint
 action is always positive). So learn both on shared parameters:
   * a joint head pi_jt(a|s) over all prod_i |A_i| joint actions, reading the global state, and
