@@ -297,6 +297,10 @@ def train(args: Args) -> dict:
         # ============================ logging (CleanRL's names) ============================
         if update % log_every == 0 or update == num_updates:
             writer.add_scalar("charts/episodic_return", reward_buf.sum(0).mean().item(), global_step)
+            with torch.no_grad():  # each agent's policy in the first observation: its trajectory in policy space
+                for agent, log_probs in zip(envs.possible_agents, actor(obs_buf[0, :1])):
+                    for action, prob in enumerate(log_probs[0].exp().tolist()):
+                        writer.add_scalar(f"policy/{agent}/action_{action}", prob, global_step)
             writer.add_scalar("losses/policy_loss", pg_loss.item(), global_step)
             writer.add_scalar("losses/value_loss", value_loss.item(), global_step)
             writer.add_scalar("losses/entropy", entropy.item(), global_step)

@@ -88,7 +88,7 @@ def test_tensorboard_scalars(run_algo, tmp_path):
     tags = set(EventAccumulator(str(run_dir)).Reload().Tags()["scalars"])
     assert {"charts/episodic_return", "charts/SPS", "charts/lambda", "charts/alpha", "charts/total_correlation",
             "losses/kl_joint_to_product", "losses/policy_loss", "losses/value_loss", "losses/entropy",
-            "eval/decentralized_return_greedy"} <= tags
+            "eval/decentralized_return_greedy", "policy/agent_0/action_0", "policy/agent_1/action_1"} <= tags
 
 
 def test_save_model_keeps_only_the_decentralized_actor(run_algo, tmp_path):
