@@ -60,7 +60,7 @@ class Args:
     save_model: bool = False
     """if toggled, save what is deployed (the per-agent actors or utilities) to runs/{run_name}/{exp_name}.actors.pt"""
     quiet: bool = False
-    """if toggled, print no progress lines"""
+    """if toggled, print nothing (no progress lines, no final summary)"""
     env_id: str = "coordination-2x2"
     """the game: coordination-2x2, climbing, penalty, qtran-3x3, or custom (with --payoff)"""
     payoff: str | None = None

@@ -53,7 +53,7 @@ class Args:
     save_model: bool = False
     """if toggled, save what is deployed (the per-agent actors or utilities) to runs/{run_name}/{exp_name}.actors.pt"""
     quiet: bool = False
-    """if toggled, print no progress lines"""
+    """if toggled, print nothing (no progress lines, no final summary)"""
     env_id: str = "coordination-2x2"
     """the game: coordination-2x2, climbing, penalty, qtran-3x3, or custom (with --payoff)"""
     payoff: str | None = None
@@ -217,6 +217,11 @@ def check_args(args: Args) -> None:
     for flag in ("learning_rate", "ent_coef", "vf_coef", "max_grad_norm"):
         if getattr(args, flag) < 0:
             raise ValueError(f"--{flag.replace('_', '-')} must be >= 0, got {getattr(args, flag)}")
+    for flag in ("gamma", "gae_lambda"):
+        if not 0.0 <= getattr(args, flag) <= 1.0:
+            raise ValueError(f"--{flag.replace('_', '-')} must lie in [0, 1], got {getattr(args, flag)}")
+    if args.hidden_size < 1:
+        raise ValueError(f"--hidden-size must be >= 1, got {args.hidden_size}")
 
 
 def train(args: Args) -> dict:

@@ -122,6 +122,8 @@ def test_no_nan_under_extreme_settings(run_algo):
         ({"env_id": "matching-pennies"}, "unknown --env-id 'matching-pennies'; registered: coordination-2x2"),
         ({"env_id": "custom", "payoff": "[[1, 2], [3]]"}, "--payoff is not rectangular"),
         ({"num_envs": 0}, "--num-envs must be >= 1"),
+        ({"gamma": 1.5}, "--gamma must lie in \\[0, 1\\]"),
+        ({"hidden_size": 0}, "--hidden-size must be >= 1"),
         ({"total_timesteps": 10}, "--total-timesteps .* is less than one update"),
     ],
 )
