@@ -236,11 +236,8 @@ class JointHead(nn.Module):
     def __init__(self, n_agents: int, action_sizes: list[int], hidden: int, init_prob: float | None):
         super().__init__()
         # start at the product of the agents' initial policies (zero correlation, KL = 0)
-        product = sum(
-            initial_log_probs(n, init_prob).reshape([-1 if j == i else 1 for j in range(n_agents)])
-            for i, n in enumerate(action_sizes)
-        )
-        self.net = nn.Sequential(nn.Linear(n_agents * hidden, hidden), nn.Tanh(), output_layer(hidden, product.reshape(-1)))
+        product = product_log_probs([initial_log_probs(n, init_prob).unsqueeze(0) for n in action_sizes])[0]
+        self.net = nn.Sequential(nn.Linear(n_agents * hidden, hidden), nn.Tanh(), output_layer(hidden, product))
 
     def forward(self, features: torch.Tensor) -> torch.Tensor:
         """features (B, N, hidden) -> log pi_jt(. | s) of shape (B, prod_i |A_i|), agent 0's action most significant"""
