@@ -50,7 +50,10 @@ def parse_variant(spec: str) -> tuple[str, dict]:
 
 
 def run_one(job: dict) -> dict:
-    """One training run in a worker process, logs in a throwaway directory."""
+    """One training run in a worker process, logs in a throwaway directory.
+
+    With job["read_scalars"], the result also holds every TensorBoard scalar as {tag: (steps, values)}.
+    """
     import torch
 
     torch.set_num_threads(1)
@@ -62,6 +65,14 @@ def run_one(job: dict) -> dict:
     with tempfile.TemporaryDirectory() as tmp:
         os.chdir(tmp)
         summary = module.train(module.Args(**kwargs))
+        if job.get("read_scalars"):
+            from tensorboard.backend.event_processing.event_accumulator import EventAccumulator
+
+            (run_dir,) = Path(tmp, "runs").iterdir()
+            logs = EventAccumulator(str(run_dir)).Reload()
+            scalars = {tag: ([e.step for e in logs.Scalars(tag)], [e.value for e in logs.Scalars(tag)])
+                       for tag in logs.Tags()["scalars"]}
+            return {**job, "summary": summary, "scalars": scalars}
     return {**job, "summary": summary}
 
 

@@ -1,0 +1,195 @@
+"""The README's figures, from fresh in-process training runs and their TensorBoard logs.
+
+    trap.png            coordination-2x2: the exact gradient field of J(p, q) (torch autograd through
+                        envs.expected_payoff) and the trajectories (p_t, q_t) of ipg and mi_pg from p = q = 0.9
+    mi_pg_schedule.png  one mi_pg run from that start: lambda_t, alpha_t, the KL, the total correlation, returns
+    climbing_curves.png every script in algos/ on climbing (uniform start, defaults): training return over seeds
+
+    python benchmarks/figures.py                      # all three, into benchmarks/figures/ (61 runs, ~1 min on 2 cores)
+    python benchmarks/figures.py --figures trap --trap-seeds 5
+"""
+
+import argparse
+import os
+import sys
+import time
+from concurrent.futures import ProcessPoolExecutor
+from pathlib import Path
+
+import matplotlib
+
+matplotlib.use("Agg")  # files only, no screen
+import matplotlib.pyplot as plt
+import numpy as np
+import torch
+
+sys.path.insert(0, str(Path(__file__).resolve().parents[1]))
+from benchmarks.matrix_games import ROOT, available_algos, run_one
+from envs import expected_payoff, resolve_payoff
+
+TRAP = ("coordination-2x2", 0.9)  # the proposal's game and adversarial start
+COLORS = {"ipg": "tab:red", "mi_pg": "tab:blue"}
+
+
+def train_and_read(job: tuple[str, str, float | None, int]) -> dict[str, tuple[np.ndarray, np.ndarray]]:
+    """One training run in a worker process: every logged scalar as (steps, values)."""
+    algo, env_id, init_prob, seed = job
+    result = run_one({"algo": algo, "env_id": env_id, "init_prob": init_prob, "seed": seed, "common": {},
+                      "read_scalars": True})
+    return {tag: (np.array(steps), np.array(values)) for tag, (steps, values) in result["scalars"].items()}
+
+
+def plot_trap(logs: dict, seeds: list[int], path: Path) -> None:
+    env_id, init_prob = TRAP
+    payoff = torch.tensor(resolve_payoff(env_id), dtype=torch.float32)
+
+    def J(p, q):  # p, q: agent 0's and agent 1's probability of action 0
+        return expected_payoff(payoff, [torch.stack([p, 1 - p]), torch.stack([q, 1 - q])])
+
+    def field(lo: float, n: int):  # grid over [lo, 1]^2, J and its exact gradient there
+        grid = torch.linspace(lo, 1, n)
+        P, Q = torch.meshgrid(grid, grid, indexing="xy")
+        dP, dQ = torch.func.vmap(torch.func.grad(J, argnums=(0, 1)))(P.flatten(), Q.flatten())
+        return grid.numpy(), P, Q, torch.func.vmap(J)(P.flatten(), Q.flatten()).reshape(P.shape), \
+            dP.reshape(P.shape).numpy(), dQ.reshape(P.shape).numpy()
+
+    grid, P, Q, values, dP, dQ = field(0.0, 41)
+    fig, ax = plt.subplots(figsize=(8, 7))
+    filled = ax.contourf(P, Q, values, levels=np.linspace(-5, 10, 16), cmap="Greys", alpha=0.45)
+    fig.colorbar(filled, ax=ax, shrink=0.8, label="expected payoff J(p, q)")
+    ax.streamplot(grid, grid, dP, dQ, color=np.hypot(dP, dQ), cmap="Greens", density=1.1, linewidth=0.8)
+    for p in (0, 1):
+        for q in (0, 1):
+            a0, a1 = 1 - p, 1 - q  # p = 1: agent 0 always plays action 0
+            ax.annotate(f"J = {payoff[a0, a1]:g}: actions ({a0}, {a1})", (p, q), xytext=(0, 6 if q else -6),
+                        textcoords="offset points", ha="right" if p else "left", va="bottom" if q else "top",
+                        fontsize=9, fontweight="bold")
+    inset = ax.inset_axes([0.1, 0.6, 0.3, 0.3])  # zoom on the start corner, where ipg stays
+    _, Pz, Qz, _, dPz, dQz = field(0.85, 7)
+    inset.quiver(Pz, Qz, dPz, dQz, color="tab:green", alpha=0.7)
+    for axis in (ax, inset):
+        axis.axvline(0.75, color="k", ls="--", lw=1)
+        axis.axhline(0.75, color="k", ls="--", lw=1)
+        for algo, color in COLORS.items():
+            for i, seed in enumerate(seeds):
+                run = logs[algo, env_id, init_prob, seed]
+                p_t, q_t = (run[f"policy/agent_{k}/action_0"][1] for k in (0, 1))
+                label = f"{algo}, seeds {seeds[0]}-{seeds[-1]}" if i == 0 and axis is ax else None
+                axis.plot(p_t, q_t, color=color, lw=1.6, alpha=0.8, label=label, zorder=3)
+                axis.plot(p_t[0], q_t[0], "o", color=color, ms=6, mec="k", zorder=4)
+                axis.plot(p_t[-1], q_t[-1], "X", color=color, ms=10, mec="k", zorder=4)
+    ax.text(0.76, 0.45, "p = 3/4", rotation=90, fontsize=8)
+    ax.text(0.45, 0.76, "q = 3/4", fontsize=8)
+    inset.set(xlim=(0.84, 1.01), ylim=(0.84, 1.01), xticks=[0.85, 0.9, 0.95, 1], yticks=[0.85, 0.9, 0.95, 1])
+    inset.tick_params(labelsize=7)
+    ax.indicate_inset_zoom(inset, edgecolor="0.3")
+    ax.plot([], [], "o", color="0.5", mec="k", label="first logged point")
+    ax.plot([], [], "X", color="0.5", mec="k", ms=10, label="end of training")
+    ax.set(xlim=(-0.1, 1.1), ylim=(-0.1, 1.1), aspect="equal",
+           xlabel="p = P(agent 0 plays action 0)", ylabel="q = P(agent 1 plays action 0)",
+           title=f"{env_id}: gradient field of J(p, q) and training trajectories from p = q = {init_prob}\n"
+                 "(ipg: the agents' policies; mi_pg: its product-of-marginals heads)")
+    ax.legend(loc="lower right", fontsize=8, framealpha=0.9, bbox_to_anchor=(0.98, 0.1))
+    fig.savefig(path, dpi=130, bbox_inches="tight")
+    plt.close(fig)
+
+
+def plot_schedule(logs: dict, path: Path) -> None:
+    env_id, init_prob = TRAP
+    run = logs["mi_pg", env_id, init_prob, 1]
+    optimum = float(resolve_payoff(env_id).max())
+    fig, (ax1, ax2, ax3) = plt.subplots(3, 1, figsize=(8, 8), sharex=True)
+    ax1.plot(*run["charts/lambda"], color="tab:purple", label="lambda_t (KL weight)")
+    ax1.set_ylabel("lambda_t")
+    twin = ax1.twinx()
+    twin.plot(*run["charts/alpha"], color="tab:orange", label="alpha_t (weight of the product policy)")
+    twin.set(ylabel="alpha_t", ylim=(-0.05, 1.05))
+    ax1.legend(handles=ax1.get_lines() + twin.get_lines(), loc="upper left", fontsize=8)
+    ax2.plot(*run["losses/kl_joint_to_product"], color="tab:green", label="KL(pi_jt || prod_i pi_i)")
+    ax2.plot(*run["charts/total_correlation"], color="tab:brown", label="total correlation of pi_jt")
+    ax2.set(yscale="log", ylabel="nats")
+    ax2.legend(fontsize=8)
+    ax3.plot(*run["charts/episodic_return"], color="0.4", lw=1, label="training return (acting policy pi_mix)")
+    ax3.plot(*run["eval/decentralized_return_greedy"], "o-", color="tab:blue",
+             label="decentralized greedy return (evaluation)")
+    ax3.axhline(optimum, color="k", ls="--", lw=1, label=f"optimum {optimum:g}")
+    ax3.set(ylabel="return", xlabel="env steps (log scale)", xscale="log")
+    ax3.legend(fontsize=8, loc="center right")
+    ax1.set_title(f"mi_pg on {env_id} from p = q = {init_prob}, seed 1")
+    fig.tight_layout()
+    fig.savefig(path, dpi=130)
+    plt.close(fig)
+
+
+def plot_climbing(logs: dict, algos: list[str], seeds: list[int], path: Path) -> None:
+    optimum = float(resolve_payoff("climbing").max())
+    cols = 4
+    rows = -(-len(algos) // cols)
+    fig, axes = plt.subplots(rows, cols, figsize=(3.2 * cols, 2.6 * rows), sharex=True, sharey=True)
+    for ax, algo in zip(axes.flat, algos):
+        curves = [logs[algo, "climbing", None, seed]["charts/episodic_return"] for seed in seeds]
+        steps = curves[0][0]
+        if any(not np.array_equal(s, steps) for s, _ in curves):
+            raise ValueError(f"{algo}: the seeds logged at different steps")
+        returns = np.stack([values for _, values in curves])
+        color = "tab:blue" if algo == "mi_pg" else "tab:red" if algo == "ipg" else "0.2"
+        ax.fill_between(steps, returns.min(0), returns.max(0), color=color, alpha=0.25, lw=0)
+        ax.plot(steps, returns.mean(0), color=color, lw=1.5)
+        ax.axhline(optimum, color="k", ls="--", lw=1)
+        ax.set_title(f"{algo}: ends at {returns[:, -1].mean():.1f}", fontsize=10)
+    for ax in axes.flat[len(algos):]:
+        ax.axis("off")
+    spare = axes.flat[-1] if len(algos) < rows * cols else axes.flat[0]
+    spare.plot([], [], color="0.2", lw=1.5, label=f"mean over seeds {seeds[0]}-{seeds[-1]}")
+    spare.fill_between([], [], [], color="0.2", alpha=0.25, label="min-max over seeds")
+    spare.plot([], [], color="k", ls="--", lw=1, label=f"optimum {optimum:g}")
+    spare.legend(loc="center", fontsize=9)
+    for ax in axes[:, 0]:
+        ax.set_ylabel("training return")
+    for ax in axes[-1]:
+        ax.set_xlabel("env steps")
+    fig.suptitle("climbing, uniform start, default flags: training return (the behaviour policy,"
+                 " exploration included)", fontsize=11)
+    fig.tight_layout()
+    fig.savefig(path, dpi=120)
+    plt.close(fig)
+
+
+def main():
+    parser = argparse.ArgumentParser(description=__doc__, formatter_class=argparse.RawDescriptionHelpFormatter)
+    parser.add_argument("--figures", nargs="+", default=["trap", "schedule", "climbing"],
+                        choices=["trap", "schedule", "climbing"])
+    parser.add_argument("--seeds", type=int, default=5, help="seeds 1..N per script on the climbing curves")
+    parser.add_argument("--trap-seeds", type=int, default=3, help="seeds 1..N per script on the trap figure")
+    parser.add_argument("--workers", type=int, default=os.cpu_count())
+    parser.add_argument("--out-dir", default=str(ROOT / "benchmarks" / "figures"))
+    args = parser.parse_args()
+    trap_seeds, seeds = list(range(1, args.trap_seeds + 1)), list(range(1, args.seeds + 1))
+    climbing_algos = [a for a in available_algos() if ":" not in a]
+
+    jobs = []  # (algo, env_id, init_prob, seed); the schedule's run is also trap's mi_pg seed 1
+    if "trap" in args.figures:
+        jobs += [(algo, *TRAP, seed) for algo in COLORS for seed in trap_seeds]
+    if "schedule" in args.figures:
+        jobs.append(("mi_pg", *TRAP, 1))
+    if "climbing" in args.figures:
+        jobs += [(algo, "climbing", None, seed) for algo in climbing_algos for seed in seeds]
+    jobs = list(dict.fromkeys(jobs))
+    started = time.perf_counter()
+    with ProcessPoolExecutor(max_workers=args.workers) as pool:
+        logs = dict(zip(jobs, pool.map(train_and_read, jobs)))
+    print(f"{len(jobs)} runs in {time.perf_counter() - started:.0f} s")
+
+    out = Path(args.out_dir)
+    out.mkdir(parents=True, exist_ok=True)
+    if "trap" in args.figures:
+        plot_trap(logs, trap_seeds, out / "trap.png")
+    if "schedule" in args.figures:
+        plot_schedule(logs, out / "mi_pg_schedule.png")
+    if "climbing" in args.figures:
+        plot_climbing(logs, climbing_algos, seeds, out / "climbing_curves.png")
+    print(f"wrote {', '.join(sorted(p.name for p in out.glob('*.png')))} to {out} in {time.perf_counter() - started:.0f} s")
+
+
+if __name__ == "__main__":
+    main()
