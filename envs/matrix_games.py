@@ -145,7 +145,10 @@ class MatrixGame(ParallelEnv, _GameSpec):
         self.agents = []
         self.render_mode = None
         self._t = 0
-        # built once: PettingZoo expects the same space object on every call
+        self._build_spaces()
+
+    def _build_spaces(self):
+        """Built once (PettingZoo expects the same space object on every call), from obs_dim and action_sizes."""
         self.observation_spaces = {
             agent: spaces.Box(low=0.0, high=1.0, shape=(self.obs_dim,), dtype=np.float32)
             for agent in self.possible_agents
