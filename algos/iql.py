@@ -56,11 +56,16 @@ class Args:
     quiet: bool = False
     """if toggled, print nothing (no progress lines, no final summary)"""
     env_id: str = "coordination-2x2"
-    """the game: coordination-2x2, climbing, penalty, qtran-3x3, or custom (with --payoff)"""
+    """the game: coordination-2x2, climbing, penalty, qtran-3x3, custom (with --payoff), signal-climbing,
+    crossed-signal-climbing"""
     payoff: str | None = None
     """with --env-id custom: the payoff as a JSON nested list, one axis per agent, e.g. '[[1,0],[0,1]]'"""
     penalty_k: float = -100.0
     """the penalty k of the `penalty` game"""
+    num_signals: int = 2
+    """signal-climbing, crossed-signal-climbing: how many values each agent's private signal takes"""
+    signal_bonus: float = 5.0
+    """signal-climbing, crossed-signal-climbing: the reward for each correctly named signal"""
     episode_length: int = 1
     """rounds per episode: the game is repeated T times (EPyMARL's matrix games use 25)"""
     total_timesteps: int = 64_000
@@ -122,12 +127,18 @@ def check_common_args(args) -> None:
             f"--total-timesteps ({args.total_timesteps}) is less than one update"
             f" (--num-envs x --episode-length = {args.num_envs * args.episode_length})"
         )
-    make_vec_env(args.env_id, 1, args.payoff, args.episode_length, args.penalty_k)  # raises on a bad game
+    make_envs(args, 1)  # raises on a bad game
     if args.track:
         try:
             import wandb  # noqa: F401
         except ImportError:
             raise ValueError("--track needs Weights and Biases: pip install wandb") from None
+
+
+def make_envs(args, num_envs: int, device="cpu"):
+    """The batched game named by the common flags, `num_envs` copies of it."""
+    return make_vec_env(args.env_id, num_envs, args.payoff, args.episode_length, args.penalty_k, device,
+                        args.num_signals, args.signal_bonus)
 
 
 def setup_run(args):
@@ -232,8 +243,7 @@ def train(args: Args) -> dict:
     run_name, writer, device = setup_run(args)
     start_time = time.time()
 
-    envs = make_vec_env(args.env_id, args.num_envs, args.payoff, args.episode_length, args.penalty_k, device)
-    eval_envs = make_vec_env(args.env_id, args.eval_episodes, args.payoff, args.episode_length, args.penalty_k, device)
+    envs, eval_envs = make_envs(args, args.num_envs, device), make_envs(args, args.eval_episodes, device)
     n_agents, action_sizes, T = envs.n_agents, envs.action_sizes, envs.episode_length
 
     q_network = DecentralizedQNetwork(envs.obs_dim, action_sizes, args.hidden_size).to(device)
@@ -341,9 +351,10 @@ def train(args: Args) -> dict:
         "env_steps": global_step,
         "wall_time_s": time.time() - start_time,
     }
-    with torch.no_grad():  # matrix games: each agent's learned Q_i, row t = its utilities in round t
-        round_obs = torch.as_tensor(np.stack([envs.observation_array(t) for t in range(T)]), device=device)
-        summary["utilities"] = {agent: q.tolist() for agent, q in zip(envs.possible_agents, q_network(round_obs))}
+    if envs.tabular:
+        with torch.no_grad():  # matrix games: each agent's learned Q_i, row t = its utilities in round t
+            round_obs = torch.as_tensor(np.stack([envs.observation_array(t) for t in range(T)]), device=device)
+            summary["utilities"] = {agent: q.tolist() for agent, q in zip(envs.possible_agents, q_network(round_obs))}
     if args.save_model:
         torch.save(q_network.state_dict(), f"runs/{run_name}/{args.exp_name}.actors.pt")
     return finish_run(args, run_name, writer, summary)

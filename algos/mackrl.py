@@ -21,7 +21,10 @@ the delegated policies instead.
 
 Common knowledge here: in a matrix game nothing is private. Agent i sees its id and the round index; the ids
 of all agents and the round are known to all (and known to be known), so the pair's common knowledge is the
-pair's two observations, ck = (o_1, o_2), and that is what the pair controller reads.
+pair's two observations, ck = (o_1, o_2), and that is what the pair controller reads. In the private-signal
+games (envs/private_games.py) each agent's signal is private: ck is the pair's observations without the
+signals (the env's `common_obs_dim` leading columns), and greedy evaluation takes the controller's argmax
+and, on "delegate", each agent's own argmax.
 
 More than 2 agents: the agents are split into the FIXED pairs (0, 1), (2, 3), ...; with N odd the last agent
 acts alone on its own policy. The paper's hierarchy (pair selection by a top-level controller over
@@ -78,11 +81,16 @@ class Args:
     quiet: bool = False
     """if toggled, print nothing (no progress lines, no final summary)"""
     env_id: str = "coordination-2x2"
-    """the game: coordination-2x2, climbing, penalty, qtran-3x3, or custom (with --payoff)"""
+    """the game: coordination-2x2, climbing, penalty, qtran-3x3, custom (with --payoff), signal-climbing,
+    crossed-signal-climbing"""
     payoff: str | None = None
     """with --env-id custom: the payoff as a JSON nested list, one axis per agent, e.g. '[[1,0],[0,1]]'"""
     penalty_k: float = -100.0
     """the penalty k of the `penalty` game"""
+    num_signals: int = 2
+    """signal-climbing, crossed-signal-climbing: how many values each agent's private signal takes"""
+    signal_bonus: float = 5.0
+    """signal-climbing, crossed-signal-climbing: the reward for each correctly named signal"""
     episode_length: int = 1
     """rounds per episode: the game is repeated T times (EPyMARL's matrix games use 25)"""
     total_timesteps: int = 64_000
@@ -137,12 +145,18 @@ def check_common_args(args) -> None:
             f"--total-timesteps ({args.total_timesteps}) is less than one update"
             f" (--num-envs x --episode-length = {args.num_envs * args.episode_length})"
         )
-    make_vec_env(args.env_id, 1, args.payoff, args.episode_length, args.penalty_k)  # raises on a bad game
+    make_envs(args, 1)  # raises on a bad game
     if args.track:
         try:
             import wandb  # noqa: F401
         except ImportError:
             raise ValueError("--track needs Weights and Biases: pip install wandb") from None
+
+
+def make_envs(args, num_envs: int, device="cpu"):
+    """The batched game named by the common flags, `num_envs` copies of it."""
+    return make_vec_env(args.env_id, num_envs, args.payoff, args.episode_length, args.penalty_k, device,
+                        args.num_signals, args.signal_bonus)
 
 
 def setup_run(args):
@@ -280,14 +294,13 @@ def train(args: Args) -> dict:
     run_name, writer, device = setup_run(args)
     start_time = time.time()
 
-    envs = make_vec_env(args.env_id, args.num_envs, args.payoff, args.episode_length, args.penalty_k, device)
-    eval_envs = make_vec_env(args.env_id, args.eval_episodes, args.payoff, args.episode_length, args.penalty_k, device)
+    envs, eval_envs = make_envs(args, args.num_envs, device), make_envs(args, args.eval_episodes, device)
     n_agents, action_sizes, T = envs.n_agents, envs.action_sizes, envs.episode_length
     pairs, lone = pairs_of(n_agents)
 
     actor = DecentralizedActor(envs.obs_dim, action_sizes, args.hidden_size, args.init_prob).to(device)
     controllers = nn.ModuleList(
-        PairController(2 * envs.obs_dim, (action_sizes[i], action_sizes[j]), args.hidden_size, args.init_prob,
+        PairController(2 * envs.common_obs_dim, (action_sizes[i], action_sizes[j]), args.hidden_size, args.init_prob,
                        args.init_delegate_prob)
         for i, j in pairs
     ).to(device)
@@ -296,18 +309,26 @@ def train(args: Args) -> dict:
     optimizer = torch.optim.Adam(params, lr=args.learning_rate)
 
     def policy(obs):
-        """-> (per-agent log pi_i, per-pair log p_pair, per-pair log P). ck = the pair's observations (see top)."""
+        """-> (per-agent log pi_i, per-pair log p_pair, per-pair log P). ck = the common part of the pair's
+        observations: their first envs.common_obs_dim columns (all of them in a matrix game; see the top)."""
         own = actor(obs)
-        ctrl = [controller(torch.cat([obs[:, i], obs[:, j]], -1)) for controller, (i, j) in zip(controllers, pairs)]
+        ck = obs[:, :, : envs.common_obs_dim]
+        ctrl = [controller(torch.cat([ck[:, i], ck[:, j]], -1)) for controller, (i, j) in zip(controllers, pairs)]
         joint = [pair_log_probs(c, own[i], own[j]) for c, (i, j) in zip(ctrl, pairs)]
         return own, ctrl, joint
+
+    private_info = envs.common_obs_dim < envs.obs_dim  # then P's argmax would need another agent's private view
 
     def act(obs, state, greedy: bool):
         own, ctrl, joint = policy(obs)
         actions = torch.zeros((obs.shape[0], n_agents), dtype=torch.long, device=device)
         for (i, j), c, lp in zip(pairs, ctrl, joint):
-            if greedy:  # argmax of the full pair distribution P (decentralized here: see the top of the file)
+            if greedy and not private_info:  # argmax of the full pair distribution P (see the top of the file)
                 choice = lp.argmax(-1)
+            elif greedy:  # with private information: the controller's argmax, or each agent's own argmax
+                choice = c.argmax(-1)
+                own_choice = own[i].argmax(-1) * action_sizes[j] + own[j].argmax(-1)
+                choice = torch.where(choice == lp.shape[1], own_choice, choice)
             else:
                 # the pair controller's draw, the same for both agents (shared seed); the last index is "delegate"
                 choice = Categorical(logits=c).sample()
@@ -418,22 +439,23 @@ def train(args: Args) -> dict:
         "env_steps": global_step,
         "wall_time_s": time.time() - start_time,
     }
-    with torch.no_grad():  # matrix games: the learned tables, entry/row t = round t
-        round_obs = torch.as_tensor(np.stack([envs.observation_array(t) for t in range(T)]), device=device)
-        own, ctrl, joint = policy(round_obs)
-        summary["policy"] = {agent: log_probs.exp().tolist() for agent, log_probs in zip(envs.possible_agents, own)}
-        summary["pair_controller"] = [
-            {"agents": [envs.possible_agents[i], envs.possible_agents[j]],
-             "joint_actions": [row[:-1].reshape(action_sizes[i], action_sizes[j]).tolist() for row in c.exp()],
-             "delegate": c[:, -1].exp().tolist()}
-            for (i, j), c in zip(pairs, ctrl)
-        ]
-        # the full joint distribution: the product of the pairs' P (and the lone agent's pi) over all agents' axes
-        full = sum(lp.reshape([T] + [action_sizes[k] if k in (i, j) else 1 for k in range(n_agents)])
-                   for (i, j), lp in zip(pairs, joint))
-        if lone is not None:
-            full = full + own[lone].reshape([T] + [action_sizes[lone] if k == lone else 1 for k in range(n_agents)])
-        summary["joint_policy"] = full.exp().tolist()
+    if envs.tabular:
+        with torch.no_grad():  # matrix games: the learned tables, entry/row t = round t
+            round_obs = torch.as_tensor(np.stack([envs.observation_array(t) for t in range(T)]), device=device)
+            own, ctrl, joint = policy(round_obs)
+            summary["policy"] = {agent: log_probs.exp().tolist() for agent, log_probs in zip(envs.possible_agents, own)}
+            summary["pair_controller"] = [
+                {"agents": [envs.possible_agents[i], envs.possible_agents[j]],
+                 "joint_actions": [row[:-1].reshape(action_sizes[i], action_sizes[j]).tolist() for row in c.exp()],
+                 "delegate": c[:, -1].exp().tolist()}
+                for (i, j), c in zip(pairs, ctrl)
+            ]
+            # the full joint distribution: the product of the pairs' P (and the lone agent's pi) over all agents' axes
+            full = sum(lp.reshape([T] + [action_sizes[k] if k in (i, j) else 1 for k in range(n_agents)])
+                       for (i, j), lp in zip(pairs, joint))
+            if lone is not None:
+                full = full + own[lone].reshape([T] + [action_sizes[lone] if k == lone else 1 for k in range(n_agents)])
+            summary["joint_policy"] = full.exp().tolist()
     if args.save_model:  # what each agent runs: its own policy and the controller of its pair
         torch.save({"actor": actor.state_dict(), "pair_controllers": controllers.state_dict()},
                    f"runs/{run_name}/{args.exp_name}.actors.pt")

@@ -124,6 +124,10 @@ class _GameSpec:
         self.obs_dim = self.n_agents + (episode_length if episode_length > 1 else 0)
         self.state_dim = self.n_agents * self.obs_dim
         self.optimum = float(self.payoff.max()) * episode_length  # best episode return
+        # every episode shows the same observations, so a learned policy can be listed round by round
+        self.tabular = True
+        # the leading observation columns that are common knowledge (here all: nothing is private)
+        self.common_obs_dim = self.obs_dim
 
     def observation_array(self, t: int) -> np.ndarray:
         """(N, obs_dim) observations of all agents before round t (0-based)."""

@@ -23,6 +23,8 @@ Observations (identical on both code paths below): agent i sees the matrix game'
 ``one_hot(i, N)`` then ``one_hot(t, T)`` when T > 1, followed by ``one_hot(s_i, K)``, its signal for
 round t. Keeping the signal last keeps the first columns exactly those of ``envs.matrix_games``.
 The global state is all observations concatenated in agent order, so it holds every signal.
+``common_obs_dim`` (as in ``envs.matrix_games``) counts the leading observation columns that are common
+knowledge: the matrix game's columns, without the signal.
 
 Best expected returns (per round; times T per episode), attributes of both interfaces:
     ``centralized_optimum``       max(payoff) + N*b in both variants: a joint policy on the
@@ -76,10 +78,11 @@ class _PrivateSignals:
             self.name = next(env_id for env_id, is_crossed in PRIVATE_GAMES.items() if is_crossed == crossed)
         n, k, b, rounds = self.n_agents, num_signals, float(signal_bonus), self.episode_length
         self.num_signals, self.signal_bonus, self.crossed = k, b, crossed
+        self.tabular = False  # observations depend on the signals drawn
         self.targets = [(i + crossed) % n for i in range(n)]  # agent i must name s_targets[i]
         self.choice_sizes = list(self.payoff.shape)  # |A_i|, the base game's actions
         self.action_sizes = [size * k for size in self.choice_sizes]  # a_i = c_i * K + d_i
-        self.obs_dim += k  # the matrix observation, then one_hot(s_i)
+        self.obs_dim += k  # the matrix observation, then one_hot(s_i); common_obs_dim stays: s_i is private
         self.state_dim = n * self.obs_dim
         best = float(self.payoff.max())
         self.centralized_optimum = rounds * (best + n * b)
