@@ -56,7 +56,7 @@ class Args:
     """if toggled, print nothing (no progress lines, no final summary)"""
     env_id: str = "coordination-2x2"
     """the game: coordination-2x2, climbing, penalty, qtran-3x3, custom (with --payoff), signal-climbing,
-    crossed-signal-climbing"""
+    crossed-signal-climbing, simple_spread (MPE)"""
     payoff: str | None = None
     """with --env-id custom: the payoff as a JSON nested list, one axis per agent, e.g. '[[1,0],[0,1]]'"""
     penalty_k: float = -100.0
@@ -65,8 +65,9 @@ class Args:
     """signal-climbing, crossed-signal-climbing: how many values each agent's private signal takes"""
     signal_bonus: float = 5.0
     """signal-climbing, crossed-signal-climbing: the reward for each correctly named signal"""
-    episode_length: int = 1
-    """rounds per episode: the game is repeated T times (EPyMARL's matrix games use 25)"""
+    episode_length: int | None = None
+    """steps per episode; default: the game's own (1 round of a matrix game, 25 steps of simple_spread).
+    A matrix game is repeated T times (EPyMARL's matrix games use 25)"""
     total_timesteps: int = 64_000
     """total environment steps (one step = one round in one copy of the game)"""
     num_envs: int = 128
@@ -105,19 +106,20 @@ def check_common_args(args) -> None:
     for flag, value, low in [
         ("--total-timesteps", args.total_timesteps, 1),
         ("--num-envs", args.num_envs, 1),
-        ("--episode-length", args.episode_length, 1),
         ("--eval-episodes", args.eval_episodes, 1),
         ("--num-evals", args.num_evals, 0),
         ("--threads", args.threads, 1),
     ]:
         if value < low:
             raise ValueError(f"{flag} must be >= {low}, got {value}")
-    if args.total_timesteps < args.num_envs * args.episode_length:
+    if args.episode_length is not None and args.episode_length < 1:
+        raise ValueError(f"--episode-length must be >= 1, got {args.episode_length}")
+    steps_per_update = args.num_envs * make_envs(args, 1).episode_length  # building it raises on a bad game
+    if args.total_timesteps < steps_per_update:
         raise ValueError(
             f"--total-timesteps ({args.total_timesteps}) is less than one update"
-            f" (--num-envs x --episode-length = {args.num_envs * args.episode_length})"
+            f" (--num-envs x --episode-length = {steps_per_update})"
         )
-    make_envs(args, 1)  # raises on a bad game
     if args.track:
         try:
             import wandb  # noqa: F401

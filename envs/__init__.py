@@ -14,39 +14,46 @@ from envs.matrix_games import (
     resolve_payoff,
 )
 from envs.matrix_games import ENV_IDS as MATRIX_ENV_IDS
+from envs.mpe import DEFAULT_EPISODE_LENGTH as MPE_EPISODE_LENGTH
+from envs.mpe import MPE_ENV_IDS, BatchedMPE, make_mpe_env
 from envs.private_games import PRIVATE_GAMES, BatchedPrivateSignalGame, PrivateSignalGame, make_private_game
 
-ENV_IDS = MATRIX_ENV_IDS + tuple(PRIVATE_GAMES)
+ENV_IDS = MATRIX_ENV_IDS + tuple(PRIVATE_GAMES) + MPE_ENV_IDS
 
 
-def _check_private(env_id: str, payoff) -> bool:
-    """Whether env_id names a private-signal game; rejects unknown ids with the full list."""
+def _family(env_id: str, payoff, episode_length: int | None) -> tuple[str, int]:
+    """("matrix" | "private" | "mpe", the episode length: the flag's, or the family's default when None)."""
     if env_id not in ENV_IDS:
         raise ValueError(f"unknown --env-id {env_id!r}; registered: {', '.join(ENV_IDS)}")
-    if env_id in PRIVATE_GAMES and payoff is not None:
+    family = "private" if env_id in PRIVATE_GAMES else "mpe" if env_id in MPE_ENV_IDS else "matrix"
+    if family != "matrix" and payoff is not None:
         raise ValueError(f"--payoff only applies to --env-id custom (got --env-id {env_id})")
-    return env_id in PRIVATE_GAMES
+    # a matrix game is one round unless repeated; MPE's simple_spread is played for 25 steps
+    return family, (MPE_EPISODE_LENGTH if family == "mpe" else 1) if episode_length is None else episode_length
 
 
 def make_env(
     env_id: str,
     payoff: str | None = None,
-    episode_length: int = 1,
+    episode_length: int | None = None,
     penalty_k: float = -100.0,
     num_signals: int = 2,
     signal_bonus: float = 5.0,
 ):
     """A PettingZoo ParallelEnv for a registered game (or `custom` with a JSON --payoff)."""
-    if _check_private(env_id, payoff):
-        return make_private_game(env_id, None, None, num_signals, signal_bonus, episode_length)
-    return MatrixGame(resolve_payoff(env_id, payoff, penalty_k), episode_length, name=env_id)
+    family, T = _family(env_id, payoff, episode_length)
+    if family == "mpe":
+        return make_mpe_env(env_id, T)
+    if family == "private":
+        return make_private_game(env_id, None, None, num_signals, signal_bonus, T)
+    return MatrixGame(resolve_payoff(env_id, payoff, penalty_k), T, name=env_id)
 
 
 def make_vec_env(
     env_id: str,
     num_envs: int,
     payoff: str | None = None,
-    episode_length: int = 1,
+    episode_length: int | None = None,
     penalty_k: float = -100.0,
     device="cpu",
     num_signals: int = 2,
@@ -55,22 +62,28 @@ def make_vec_env(
     """`num_envs` copies of the game as one batched, tensor-valued environment."""
     if num_envs < 1:
         raise ValueError(f"--num-envs must be >= 1, got {num_envs}")
-    if _check_private(env_id, payoff):
-        return make_private_game(env_id, num_envs, None, num_signals, signal_bonus, episode_length, device)
-    return BatchedMatrixGame(resolve_payoff(env_id, payoff, penalty_k), num_envs, episode_length, device, env_id)
+    family, T = _family(env_id, payoff, episode_length)
+    if family == "mpe":
+        return BatchedMPE(num_envs, T, device, env_id)
+    if family == "private":
+        return make_private_game(env_id, num_envs, None, num_signals, signal_bonus, T, device)
+    return BatchedMatrixGame(resolve_payoff(env_id, payoff, penalty_k), num_envs, T, device, env_id)
 
 
 __all__ = [
     "CUSTOM_ID",
     "ENV_IDS",
+    "MPE_ENV_IDS",
     "PRIVATE_GAMES",
     "REGISTRY",
+    "BatchedMPE",
     "BatchedMatrixGame",
     "BatchedPrivateSignalGame",
     "MatrixGame",
     "PrivateSignalGame",
     "expected_payoff",
     "make_env",
+    "make_mpe_env",
     "make_private_game",
     "make_vec_env",
     "parse_payoff",

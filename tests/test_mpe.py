@@ -1,0 +1,121 @@
+"""MPE simple_spread (envs/mpe.py): the PettingZoo API, the batched path against separate envs, seeding,
+the team reward, bad input, and a smoke run of every script once the id is registered in envs."""
+
+import numpy as np
+import pytest
+import torch
+from pettingzoo.test import parallel_api_test
+
+import envs
+from envs.mpe import BatchedMPE, make_mpe_env
+from tests.test_shared_blocks import SCRIPTS
+
+B = 4
+
+
+def test_parallel_api():
+    parallel_api_test(make_mpe_env(episode_length=5), num_cycles=10)
+
+
+def test_interface_attributes():
+    batched = BatchedMPE(B, device="cpu")
+    assert (batched.n_agents, batched.action_sizes, batched.obs_dim, batched.state_dim) == (3, [5, 5, 5], 18, 54)
+    assert (batched.episode_length, batched.num_envs, batched.name) == (25, B, "simple_spread")
+    assert batched.possible_agents == ["agent_0", "agent_1", "agent_2"]
+    assert batched.optimum is None and batched.payoff is None
+    assert batched.tabular is False and batched.common_obs_dim == 0
+
+
+def rollout_separately(seed: int, actions: torch.Tensor, episode_length: int):
+    """B PettingZoo envs reset with seed + b and stepped one by one: obs, state, per-agent rewards, dones."""
+    copies = [make_mpe_env(episode_length=episode_length) for _ in range(B)]
+    first = [env.reset(seed=seed + b)[0] for b, env in enumerate(copies)]
+    agents = copies[0].possible_agents
+    obs = [np.stack([[o[a] for a in agents] for o in first])]
+    states = [np.stack([env.state() for env in copies])]
+    rewards, dones = [], []
+    for t in range(episode_length):
+        step_obs, step_rewards, step_dones = [], [], []
+        for b, env in enumerate(copies):
+            o, r, term, trunc, _ = env.step({a: int(actions[t, b, i]) for i, a in enumerate(agents)})
+            step_obs.append([o[a] for a in agents])
+            step_rewards.append([r[a] for a in agents])
+            step_dones.append(all(term[a] or trunc[a] for a in agents))
+        obs.append(np.stack(step_obs))
+        states.append(np.stack([env.state() for env in copies]))
+        rewards.append(step_rewards)
+        dones.append(step_dones)
+    return np.stack(obs), np.stack(states), np.array(rewards), np.array(dones)
+
+
+def rollout_batched(batched: BatchedMPE, seed, actions: torch.Tensor):
+    obs, state = batched.reset(seed=seed)
+    all_obs, all_states, all_rewards, all_dones = [obs], [state], [], []
+    for t in range(batched.episode_length):
+        obs, state, reward, done = batched.step(actions[t])
+        assert obs.dtype == torch.float32 and reward.dtype == torch.float32 and done.dtype == torch.bool
+        all_obs.append(obs)
+        all_states.append(state)
+        all_rewards.append(reward)
+        all_dones.append(done)
+    return torch.stack(all_obs), torch.stack(all_states), torch.stack(all_rewards), torch.stack(all_dones)
+
+
+@pytest.mark.parametrize("episode_length", [25, 7])
+def test_batched_equals_separate_envs(episode_length):
+    torch.manual_seed(0)
+    actions = torch.randint(5, (episode_length, B, 3))
+    obs, states, rewards, dones = rollout_separately(11, actions, episode_length)
+    b_obs, b_states, b_rewards, b_dones = rollout_batched(BatchedMPE(B, episode_length), 11, actions)
+    np.testing.assert_array_equal(b_obs.numpy(), obs)
+    np.testing.assert_array_equal(b_states.numpy(), states)  # the reshaped observations are the env's state()
+    # the team reward: every agent gets the same number, and the batched env returns it
+    np.testing.assert_array_equal(rewards, np.repeat(rewards[..., :1], 3, axis=-1))
+    np.testing.assert_allclose(b_rewards.numpy(), rewards[..., 0], rtol=1e-6)
+    assert np.all(rewards < 0) and np.all(np.diff(obs[:, 0, 0, 2:4], axis=0) != 0, axis=-1).any()  # a live game
+    np.testing.assert_array_equal(b_dones.numpy(), dones)
+    assert dones[:-1].sum() == 0 and dones[-1].all()  # lock-step: all end at the last step, none before
+
+
+def test_torch_seed_reproduces_trajectories():
+    def run(torch_seed):
+        torch.manual_seed(torch_seed)
+        batched = BatchedMPE(B)
+        actions = torch.randint(5, (25, B, 3))
+        return rollout_batched(batched, None, actions)
+
+    first, again, other = run(3), run(3), run(4)
+    for x, y in zip(first, again):
+        assert torch.equal(x, y)
+    assert not torch.equal(first[0], other[0])
+    assert not torch.equal(first[0][0, 0], first[0][0, 1])  # different copies start differently
+
+
+def test_step_after_the_episode_needs_a_reset():
+    batched = BatchedMPE(2, episode_length=1)
+    batched.reset(seed=0)
+    batched.step(torch.zeros((2, 3), dtype=torch.long))
+    with pytest.raises(RuntimeError, match="reset"):
+        batched.step(torch.zeros((2, 3), dtype=torch.long))
+
+
+@pytest.mark.parametrize(
+    ("kwargs", "flag"),
+    [({"num_envs": 0}, "--num-envs"), ({"num_envs": 2, "episode_length": 0}, "--episode-length"),
+     ({"num_envs": 2, "episode_length": 2.5}, "--episode-length"), ({"num_envs": 2, "env_id": "spread"}, "--env-id")],
+)
+def test_bad_input_names_the_flag(kwargs, flag):
+    with pytest.raises(ValueError, match=flag):
+        BatchedMPE(**kwargs)
+
+
+@pytest.mark.skipif("simple_spread" not in envs.ENV_IDS, reason="simple_spread is not wired into envs.ENV_IDS yet")
+@pytest.mark.parametrize("script", SCRIPTS, ids=lambda p: p.stem)
+def test_every_script_trains_on_simple_spread(run_algo, script):
+    summary = run_algo(script.stem, env_id="simple_spread", total_timesteps=2 * 4 * 25, num_envs=4,
+                       eval_episodes=4, episode_length=25)
+    assert summary["env_id"] == "simple_spread" and summary["optimum"] is None
+    returns = {key: value for key, value in summary.items() if "_return_" in key and value is not None}
+    assert returns, summary.keys()  # at least one evaluation ran (jpg has only joint ones)
+    # simple_spread's reward is minus distances and collisions: every episode return is negative and finite
+    assert all(np.isfinite(value) and value < 0 for value in returns.values()), returns
