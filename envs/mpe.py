@@ -5,10 +5,14 @@ Three agents move on a plane with three landmarks; every step each picks one of 
 (no-op, left, right, down, up). The choices made here, in order:
 
 Game: ``mpe2.simple_spread_v3.parallel_env(N=3, local_ratio=0.0, max_cycles=T, continuous_actions=False,
-    terminate_on_success=False)``. With ``local_ratio=0`` an agent's reward is the global reward alone
-    (minus the sum over landmarks of the distance to the nearest agent, minus 1 per colliding pair), so the
-    game is fully cooperative: one team reward, the same for every agent. ``BatchedMPE`` returns agent 0's;
-    tests/test_mpe.py checks that every agent receives exactly that number.
+    terminate_on_success=False)``. mpe2 pays agent i ``(1 - local_ratio) * global + local_ratio * local_i``,
+    so with ``local_ratio=0`` every agent's reward is the global one alone: minus the sum over landmarks of
+    the distance to the nearest agent. The game is fully cooperative: one team reward, the same for every
+    agent. ``BatchedMPE`` returns that number; tests/test_mpe.py checks that every agent receives it.
+    Note what drops out: the -1 per collision is mpe2's *local* reward, weighted by ``local_ratio = 0``,
+    so collisions cost nothing here (agents still bounce off each other). The original MPE and EPyMARL's
+    fork add the collision penalty to the shared reward, so their returns are not directly comparable
+    (README, "simple_spread").
 Episode length: any T >= 1 (``--episode-length``), passed to mpe2 as ``max_cycles``; the literature's
     setting is 25, the default here. ``terminate_on_success=False`` (mpe2's default, made explicit) keeps
     every episode exactly T steps long, as the lock-step interface needs: the last step is a truncation
@@ -24,19 +28,26 @@ Common knowledge: ``common_obs_dim = 0``. Every column is measured from the obse
     (Mutual observation within the whole arena makes much of it inferable, but nothing is common
     knowledge column by column, which is what ``common_obs_dim`` counts; see algos/mackrl.py.)
 Global state: the env's ``state()``, which in mpe2 is every agent's observation concatenated in agent
-    order (state_dim = 54). ``BatchedMPE`` builds it by reshaping the stacked observations instead of
-    calling ``state()``, which would compute every observation a second time; tests/test_mpe.py checks
-    that the two are equal.
-Seeding: ``reset(seed)`` resets copy b with seed + b; ``reset()`` draws the B seeds from torch's global
-    RNG, so a script's ``torch.manual_seed`` alone reproduces a run. Every reset passes a seed, so no
-    copy ever continues an unseeded numpy stream.
+    order (state_dim = 54). ``BatchedMPE`` builds it by reshaping the stacked observations;
+    tests/test_mpe.py checks that the two are equal.
+Seeding: ``reset(seed)`` starts copy b exactly where mpe2's ``env.reset(seed=seed + b)`` starts (the
+    same PCG64 stream, the same draws); ``reset()`` draws the B seeds from torch's global RNG, so a
+    script's ``torch.manual_seed`` alone reproduces a run.
 No tabular policy (``tabular = False``), no payoff array (``payoff = None``) and no known optimum
     (``optimum = None``): the start positions are random and continuous.
 
 Two interfaces, as in ``envs.matrix_games``:
-    ``make_mpe_env``  the plain PettingZoo parallel env (for users and ``parallel_api_test``);
-    ``BatchedMPE``    B independent copies stepped in one Python loop (mpe2 simulates one world at a
-                      time), returning stacked tensors: the interface of ``BatchedMatrixGame``.
+    ``make_mpe_env``  mpe2's own PettingZoo parallel env (for users, ``parallel_api_test``, and as the
+                      reference the batched env is tested against);
+    ``BatchedMPE``    B copies as one set of tensors, returning stacked tensors: the interface of
+                      ``BatchedMatrixGame``.
+Speed: mpe2 simulates one world at a time in Python, about 3,000 env steps/s here even when B copies are
+    stepped in a loop; training at that rate would spend minutes on the environment alone. ``BatchedMPE``
+    therefore re-states mpe2's physics for simple_spread (force from the discrete move, soft-contact
+    collisions between agents, damping, Euler integration, all in float64 as mpe2 does) as batched torch
+    operations: about 400,000 env steps/s at B = 128 on one CPU thread (benchmarks/simple_spread.py).
+    tests/test_mpe.py runs it side by side with B separate mpe2 envs, from the same seeds, with the same
+    actions, including forced collisions: observations, state, rewards and dones agree at every step.
 """
 
 from __future__ import annotations
@@ -77,7 +88,18 @@ class BatchedMPE:
     reset(seed=None) -> (obs (B, N, obs_dim), state (B, state_dim))
     step(actions (B, N) long) -> (obs, state, rewards (B,), dones (B,) bool)
     All B episodes are in lock-step: after `episode_length` steps every copy is done and the caller resets.
+
+    The physics is mpe2's, written once for the whole batch in float64 torch (module docstring, "Speed");
+    mpe2 itself is the reference that tests/test_mpe.py compares every step against.
     """
+
+    # mpe2's constants for simple_spread (mpe2/_mpe_utils/core.py, simple_env.py, simple_spread.py)
+    DT, DAMPING = 0.1, 0.25  # integration step and velocity damping
+    ACCEL = 5.0  # "sensitivity": the force of one discrete move (agent.accel is None in simple_spread)
+    CONTACT_FORCE, CONTACT_MARGIN = 100.0, 1e-3  # soft-contact collision response
+    AGENT_SIZE = 0.15  # agents collide when their centres are closer than 2 * 0.15; landmarks never collide
+    # discrete action -> unit force: no-op, left, right, down, up
+    MOVES = ((0.0, 0.0), (-1.0, 0.0), (1.0, 0.0), (0.0, -1.0), (0.0, 1.0))
 
     def __init__(self, num_envs: int, episode_length: int = DEFAULT_EPISODE_LENGTH, device="cpu",
                  env_id: str = "simple_spread"):
@@ -88,24 +110,24 @@ class BatchedMPE:
         self.num_envs = num_envs
         self.episode_length = episode_length
         self.device = torch.device(device)
-        self.envs = [make_mpe_env(env_id, episode_length) for _ in range(num_envs)]
-        first = self.envs[0]
-        self.possible_agents = list(first.possible_agents)
-        self.n_agents = len(self.possible_agents)
-        self.action_sizes = [int(first.action_space(agent).n) for agent in self.possible_agents]
-        self.obs_dim = int(first.observation_space(self.possible_agents[0]).shape[0])
+        self.possible_agents = [f"agent_{i}" for i in range(N_AGENTS)]  # mpe2's names
+        self.n_agents = N_AGENTS
+        self.action_sizes = [len(self.MOVES)] * N_AGENTS
+        # own velocity, own position, landmarks relative, other agents relative, their (silent) comm channels
+        self.obs_dim = 2 + 2 + 2 * N_AGENTS + 2 * (N_AGENTS - 1) + 2 * (N_AGENTS - 1)
         self.state_dim = self.n_agents * self.obs_dim  # state() = all observations concatenated
         self.optimum = None  # unknown: random continuous start positions
         self.payoff = None  # not a matrix game
         self.tabular = False  # observations are continuous; no round-by-round policy table
         self.common_obs_dim = 0  # every column is relative to the observer (module docstring)
-        self._t = 0
-
-    def _stack(self, observations: list[dict]):
-        """(B, N, obs_dim) tensor of the copies' observation dicts, and the state (B, N * obs_dim)."""
-        array = np.stack([np.stack([obs[agent] for agent in self.possible_agents]) for obs in observations])
-        obs = torch.as_tensor(array, dtype=torch.float32, device=self.device)
-        return obs, obs.reshape(self.num_envs, -1)
+        self._moves = torch.tensor(self.MOVES, dtype=torch.float64, device=self.device) * self.ACCEL
+        pairs = [(i, j) for i in range(N_AGENTS) for j in range(i + 1, N_AGENTS)]
+        self._pair_i = torch.tensor([i for i, _ in pairs], device=self.device)
+        self._pair_j = torch.tensor([j for _, j in pairs], device=self.device)
+        # others[i] = the other agents in agent order, as mpe2 lists them in agent i's observation
+        self._others = torch.tensor([[j for j in range(N_AGENTS) if j != i] for i in range(N_AGENTS)],
+                                    device=self.device)
+        self._t = episode_length  # no episode yet: step() before reset() is an error
 
     def reset(self, seed=None):
         if seed is None:
@@ -113,20 +135,43 @@ class BatchedMPE:
             seeds = torch.randint(2**31 - 1, (self.num_envs,)).tolist()
         else:
             seeds = [int(seed) + b for b in range(self.num_envs)]
+        # mpe2's reset_world with np_random = PCG64(seed): each agent's then each landmark's position ~ U(-1, 1)^2,
+        # so copy b starts exactly where mpe2's env.reset(seed=seeds[b]) starts (tests/test_mpe.py)
+        starts = np.stack([np.random.default_rng(s).uniform(-1.0, 1.0, (2 * N_AGENTS, 2)) for s in seeds])
+        starts = torch.as_tensor(starts, dtype=torch.float64, device=self.device)
+        self.agent_pos, self.landmark_pos = starts[:, :N_AGENTS].clone(), starts[:, N_AGENTS:].clone()
+        self.agent_vel = torch.zeros_like(self.agent_pos)
         self._t = 0
-        return self._stack([env.reset(seed=s)[0] for env, s in zip(self.envs, seeds)])
+        return self._observe()
+
+    def _observe(self):
+        """mpe2's observation of every agent (module docstring), in float64 and then cast like mpe2's."""
+        pos = self.agent_pos
+        landmarks = self.landmark_pos.unsqueeze(1) - pos.unsqueeze(2)  # (B, N, N_landmarks, 2)
+        others = pos[:, self._others] - pos.unsqueeze(2)  # (B, N, N - 1, 2)
+        silent = torch.zeros_like(others)  # simple_spread's agents never speak
+        obs = torch.cat([self.agent_vel, pos, landmarks.flatten(2), others.flatten(2), silent.flatten(2)], dim=-1)
+        obs = obs.to(torch.float32)
+        return obs, obs.reshape(self.num_envs, -1)
 
     def step(self, actions: torch.Tensor):
         if self._t >= self.episode_length:
             raise RuntimeError(f"step() after the episode's {self.episode_length} steps: call reset() first")
-        observations, rewards = [], []
-        team = self.possible_agents[0]  # local_ratio = 0: every agent's reward is the team reward
-        for env, joint in zip(self.envs, actions.cpu().tolist()):
-            obs, reward, _, _, _ = env.step(dict(zip(self.possible_agents, joint)))
-            observations.append(obs)
-            rewards.append(reward[team])
+        force = self._moves[actions.to(self.device)]  # (B, N, 2)
+        # soft collisions between agent pairs: push apart by contact_force * softplus(-(dist - dist_min)/k) * k
+        delta = self.agent_pos[:, self._pair_i] - self.agent_pos[:, self._pair_j]
+        dist = delta.square().sum(-1, keepdim=True).sqrt()
+        k = self.CONTACT_MARGIN
+        penetration = torch.logaddexp(torch.zeros_like(dist), -(dist - 2 * self.AGENT_SIZE) / k) * k
+        push = self.CONTACT_FORCE * delta / dist * penetration
+        force = force.index_add(1, self._pair_i, push).index_add(1, self._pair_j, -push)
+        # mpe2's integrator: move with the old velocity, then damp it and add force / mass (mass 1) * dt
+        self.agent_pos = self.agent_pos + self.agent_vel * self.DT
+        self.agent_vel = self.agent_vel * (1 - self.DAMPING) + force * self.DT
         self._t += 1
-        obs, state = self._stack(observations)
+        # the team reward (local_ratio = 0): minus, for each landmark, the distance to its nearest agent
+        to_landmarks = (self.agent_pos.unsqueeze(2) - self.landmark_pos.unsqueeze(1)).square().sum(-1).sqrt()
+        rewards = -to_landmarks.min(dim=1).values.sum(-1)
         # lock-step: every copy is truncated at the same step (no early termination, module docstring)
         dones = torch.full((self.num_envs,), self._t >= self.episode_length, device=self.device)
-        return obs, state, torch.tensor(rewards, dtype=torch.float32, device=self.device), dones
+        return *self._observe(), rewards.to(torch.float32), dones

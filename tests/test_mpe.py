@@ -1,5 +1,5 @@
-"""MPE simple_spread (envs/mpe.py): the PettingZoo API, the batched path against separate envs, seeding,
-the team reward, bad input, and a smoke run of every script once the id is registered in envs."""
+"""MPE simple_spread (envs/mpe.py): the PettingZoo API, the batched torch physics against separate mpe2 envs
+(free play and forced collisions), seeding, the team reward, bad input, and a smoke run of every script."""
 
 import numpy as np
 import pytest
@@ -75,6 +75,41 @@ def test_batched_equals_separate_envs(episode_length):
     assert np.all(rewards < 0) and np.all(np.diff(obs[:, 0, 0, 2:4], axis=0) != 0, axis=-1).any()  # a live game
     np.testing.assert_array_equal(b_dones.numpy(), dones)
     assert dones[:-1].sum() == 0 and dones[-1].all()  # lock-step: all end at the last step, none before
+
+
+def test_collisions_match_mpe2():
+    """Agents started on top of each other: the soft-contact forces push them apart exactly as mpe2 does."""
+    torch.manual_seed(1)
+    actions = torch.randint(5, (25, B, 3))
+    copies = [make_mpe_env() for _ in range(B)]
+    batched = BatchedMPE(B)
+    batched.reset(seed=5)
+    # every copy: the three agents within 0.1 of (0.2, -0.3), well inside each other's 0.3 contact distance
+    cluster = torch.tensor([[0.2, -0.3], [0.25, -0.28], [0.18, -0.22]], dtype=torch.float64) + 0.01 * torch.arange(
+        B, dtype=torch.float64).view(B, 1, 1)
+    batched.agent_pos = cluster.clone()
+    for b, env in enumerate(copies):
+        env.reset(seed=5 + b)
+        for i, agent in enumerate(env.unwrapped.world.agents):
+            agent.state.p_pos = cluster[b, i].numpy().copy()
+    agents = copies[0].possible_agents
+    for t in range(25):
+        obs, _, reward, _ = batched.step(actions[t])
+        expected_obs, expected_reward = [], []
+        for b, env in enumerate(copies):
+            o, r, *_ = env.step({a: int(actions[t, b, i]) for i, a in enumerate(agents)})
+            expected_obs.append([o[a] for a in agents])
+            expected_reward.append(r[agents[0]])
+        np.testing.assert_allclose(obs.numpy(), np.array(expected_obs), rtol=1e-5, atol=1e-6)
+        np.testing.assert_allclose(reward.numpy(), expected_reward, rtol=1e-5)
+    # the contact forces did act: the agents no longer overlap (their centres are >= 0.3 apart, give or take)
+    pos = batched.agent_pos
+    assert (pos[:, 0] - pos[:, 1]).norm(dim=-1).min() > 0.25
+
+
+def test_reset_before_step():
+    with pytest.raises(RuntimeError, match="reset"):
+        BatchedMPE(2).step(torch.zeros((2, 3), dtype=torch.long))
 
 
 def test_torch_seed_reproduces_trajectories():
