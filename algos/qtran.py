@@ -74,8 +74,9 @@ class Args:
     episode_length: int | None = None
     """steps per episode; default: the game's own (1 round of a matrix game, 25 steps of simple_spread).
     A matrix game is repeated T times (EPyMARL's matrix games use 25)"""
-    total_timesteps: int = 64_000
-    """total environment steps (one step = one round in one copy of the game)"""
+    total_timesteps: int | None = None
+    """total environment steps (one step = one round in one copy of the game); default: the game's own budget,
+    64,000 for the matrix and private-signal games, 2,000,000 for simple_spread"""
     num_envs: int = 128
     """copies of the game played in parallel; each update uses one full episode from each"""
     eval_episodes: int = 1000
@@ -115,7 +116,8 @@ class Args:
 
 # >>> shared:boilerplate (every script in algos/ has this block; tests/test_shared_blocks.py keeps the copies identical)
 def check_common_args(args) -> None:
-    """Rejects bad common flags with a message naming the flag, before anything is built."""
+    """Rejects bad common flags with a message naming the flag, before anything is built; fills in the game's
+    default --total-timesteps when it is not given."""
     for flag, value, low in [
         ("--total-timesteps", args.total_timesteps, 1),
         ("--num-envs", args.num_envs, 1),
@@ -123,11 +125,14 @@ def check_common_args(args) -> None:
         ("--num-evals", args.num_evals, 0),
         ("--threads", args.threads, 1),
     ]:
-        if value < low:
+        if value is not None and value < low:
             raise ValueError(f"{flag} must be >= {low}, got {value}")
     if args.episode_length is not None and args.episode_length < 1:
         raise ValueError(f"--episode-length must be >= 1, got {args.episode_length}")
-    steps_per_update = args.num_envs * make_envs(args, 1).episode_length  # building it raises on a bad game
+    game = make_envs(args, 1)  # building it raises on a bad game
+    if args.total_timesteps is None:
+        args.total_timesteps = game.default_total_timesteps
+    steps_per_update = args.num_envs * game.episode_length
     if args.total_timesteps < steps_per_update:
         raise ValueError(
             f"--total-timesteps ({args.total_timesteps}) is less than one update"
@@ -181,8 +186,20 @@ def evaluate(envs, act) -> float:
 
 
 def finish_run(args, run_name, writer, summary: dict) -> dict:
-    """Writes runs/{run_name}/summary.json (same seed, same file but for wall_time_s) and closes the logs."""
+    """Writes runs/{run_name}/summary.json (same seed, same file but for wall_time_s) and closes the logs.
+
+    Games with private information also know what a centralized policy could earn; for them the summary
+    adds both optima and the gaps between them and the executed policy's return (greedy where it has one).
+    """
     writer.close()
+    game = make_envs(args, 1)
+    if getattr(game, "centralized_optimum", None) is not None:
+        executed = next(summary[key] for key in ("decentralized_return_greedy", "decentralized_return_sampled",
+                                                 "joint_return_greedy") if summary.get(key) is not None)
+        summary["centralized_optimum"] = game.centralized_optimum  # a joint policy sees every signal
+        summary["common_knowledge_optimum"] = game.common_knowledge_optimum  # no agent reads its own signal
+        summary["gap_to_optimum"] = game.optimum - executed  # `optimum`: the best decentralized policy
+        summary["gap_to_centralized_optimum"] = game.centralized_optimum - executed
     with open(f"runs/{run_name}/summary.json", "w") as f:
         json.dump(summary, f, indent=2)
     if args.track:

@@ -126,6 +126,7 @@ class _GameSpec:
         self.optimum = float(self.payoff.max()) * episode_length  # best episode return
         # every episode shows the same observations, so a learned policy can be listed round by round
         self.tabular = True
+        self.default_total_timesteps = 64_000  # the scripts' budget when --total-timesteps is not given
         # the leading observation columns that are common knowledge (here all: nothing is private)
         self.common_obs_dim = self.obs_dim
 

@@ -119,6 +119,9 @@ class BatchedMPE:
         self.optimum = None  # unknown: random continuous start positions
         self.payoff = None  # not a matrix game
         self.tabular = False  # observations are continuous; no round-by-round policy table
+        # the scripts' budget when --total-timesteps is not given: EPyMARL's for off-policy methods on MPE,
+        # about a minute per run here (README, "simple_spread")
+        self.default_total_timesteps = 2_000_000
         self.common_obs_dim = 0  # every column is relative to the observer (module docstring)
         self._moves = torch.tensor(self.MOVES, dtype=torch.float64, device=self.device) * self.ACCEL
         pairs = [(i, j) for i in range(N_AGENTS) for j in range(i + 1, N_AGENTS)]

@@ -150,7 +150,23 @@ def test_every_script_trains_on_simple_spread(run_algo, script):
     summary = run_algo(script.stem, env_id="simple_spread", total_timesteps=2 * 4 * 25, num_envs=4,
                        eval_episodes=4, episode_length=25)
     assert summary["env_id"] == "simple_spread" and summary["optimum"] is None
+    assert "centralized_optimum" not in summary and "gap_to_optimum" not in summary  # only private games
     returns = {key: value for key, value in summary.items() if "_return_" in key and value is not None}
     assert returns, summary.keys()  # at least one evaluation ran (jpg has only joint ones)
     # simple_spread's reward is minus distances and collisions: every episode return is negative and finite
     assert all(np.isfinite(value) and value < 0 for value in returns.values()), returns
+
+
+@pytest.mark.parametrize(("env_id", "budget"), [("simple_spread", 2_000_000), ("climbing", 64_000),
+                                                ("signal-climbing", 64_000)])
+def test_default_budget_is_the_games_own(env_id, budget):
+    """--total-timesteps left out: the game's default (the shared block fills it in, so one script checks all)."""
+    from algos import ipg
+
+    args = ipg.Args(env_id=env_id)
+    assert args.total_timesteps is None
+    ipg.check_args(args)
+    assert args.total_timesteps == budget
+    given = ipg.Args(env_id=env_id, total_timesteps=6400)
+    ipg.check_args(given)
+    assert given.total_timesteps == 6400

@@ -20,6 +20,14 @@ def test_every_script_runs_on_the_private_games(run_algo, algo, env_id):
     for key in ("decentralized_return_greedy", "joint_return_greedy"):
         if summary[key] is not None:
             assert worst <= summary[key] <= env.centralized_optimum, (key, summary[key])
+    # both optima and the executed policy's gaps to them (greedy where there is one; jpg's joint return)
+    assert (summary["centralized_optimum"], summary["common_knowledge_optimum"]) == (
+        env.centralized_optimum, env.common_knowledge_optimum)
+    executed = next(summary[key] for key in ("decentralized_return_greedy", "decentralized_return_sampled",
+                                             "joint_return_greedy") if summary[key] is not None)
+    assert summary["gap_to_optimum"] == pytest.approx(env.optimum - executed)
+    assert summary["gap_to_centralized_optimum"] == pytest.approx(env.centralized_optimum - executed)
+    assert summary["gap_to_centralized_optimum"] >= summary["gap_to_optimum"]
 
 
 def test_mi_pg_beats_ipg_when_a_signal_is_private(run_algo):
