@@ -98,8 +98,10 @@ class Args:
     """lambda of generalized advantage estimation"""
     norm_adv: bool = True
     """if toggled, normalize advantages within each batch"""
-    ent_coef: float = 0.01
-    """coefficient of the entropy bonus (entropy of the acting mixture policy)"""
+    ent_coef: float = 0.1
+    """coefficient of the entropy bonus (entropy of the acting mixture policy). 0.1, not the usual 0.01: at 0.01
+    the joint head settles on one guess of a private signal before it learns to read the signal
+    (signal-climbing, 10 seeds: mean 16.5 at 0.01, 20.5 at 0.1; README, "Private-signal games")"""
     vf_coef: float = 0.5
     """coefficient of the value loss"""
     max_grad_norm: float = 0.5

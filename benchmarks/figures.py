@@ -4,12 +4,16 @@
                         envs.expected_payoff) and the trajectories (p_t, q_t) of ipg and mi_pg from p = q = 0.9
     mi_pg_schedule.png  one mi_pg run from that start: lambda_t, alpha_t, the KL, the total correlation, returns
     climbing_curves.png every script in algos/ on climbing (uniform start, defaults): training return over seeds
+    signal_climbing_curves.png   the same on the private-signal game signal-climbing
+    simple_spread_curves.png     the same on MPE simple_spread, from the runs of benchmarks/simple_spread.py
+                                 (saved in benchmarks/results/simple_spread.json; run that first)
 
-    python benchmarks/figures.py                      # all three, into benchmarks/figures/ (61 runs, ~1 min on 2 cores)
+    python benchmarks/figures.py                      # all five, into benchmarks/figures/ (~2 min on 2 cores)
     python benchmarks/figures.py --figures trap --trap-seeds 5
 """
 
 import argparse
+import json
 import os
 import sys
 import time
@@ -25,8 +29,10 @@ import torch
 
 sys.path.insert(0, str(Path(__file__).resolve().parents[1]))
 from benchmarks.matrix_games import ROOT, available_algos, run_one
-from envs import expected_payoff, resolve_payoff
+from envs import expected_payoff, make_vec_env, resolve_payoff
 
+FIGURES = {"trap": "trap.png", "schedule": "mi_pg_schedule.png", "climbing": "climbing_curves.png",
+           "signal-climbing": "signal_climbing_curves.png", "simple_spread": "simple_spread_curves.png"}
 TRAP = ("coordination-2x2", 0.9)  # the proposal's game and adversarial start
 COLORS = {"ipg": "tab:red", "mi_pg": "tab:blue"}
 
@@ -121,45 +127,61 @@ def plot_schedule(logs: dict, path: Path) -> None:
     plt.close(fig)
 
 
-def plot_climbing(logs: dict, algos: list[str], seeds: list[int], path: Path) -> None:
-    optimum = float(resolve_payoff("climbing").max())
+def plot_curves(curves: dict[str, list[tuple]], lines: dict[str, float], title: str, path: Path) -> None:
+    """One panel per algorithm: the training return's mean over seeds and its min-max band.
+
+    curves: {algo: [(steps, returns) for each seed]}; lines: horizontal references {label: value}.
+    """
+    algos = list(curves)
     cols = 4
     rows = -(-len(algos) // cols)
-    fig, axes = plt.subplots(rows, cols, figsize=(3.2 * cols, 2.6 * rows), sharex=True, sharey=True)
+    fig, axes = plt.subplots(rows, cols, figsize=(3.2 * cols, 2.6 * rows), sharex=True, sharey=True, squeeze=False)
+    styles = ["--", ":", "-."]
     for ax, algo in zip(axes.flat, algos):
-        curves = [logs[algo, "climbing", None, seed]["charts/episodic_return"] for seed in seeds]
-        steps = curves[0][0]
-        if any(not np.array_equal(s, steps) for s, _ in curves):
+        steps = np.asarray(curves[algo][0][0])
+        if any(not np.array_equal(np.asarray(s), steps) for s, _ in curves[algo]):
             raise ValueError(f"{algo}: the seeds logged at different steps")
-        returns = np.stack([values for _, values in curves])
+        returns = np.stack([np.asarray(values) for _, values in curves[algo]])
         color = "tab:blue" if algo == "mi_pg" else "tab:red" if algo == "ipg" else "0.2"
         ax.fill_between(steps, returns.min(0), returns.max(0), color=color, alpha=0.25, lw=0)
         ax.plot(steps, returns.mean(0), color=color, lw=1.5)
-        ax.axhline(optimum, color="k", ls="--", lw=1)
+        for style, value in zip(styles, lines.values()):
+            ax.axhline(value, color="k", ls=style, lw=1)
         ax.set_title(f"{algo}: ends at {returns[:, -1].mean():.1f}", fontsize=10)
     for ax in axes.flat[len(algos):]:
         ax.axis("off")
     spare = axes.flat[-1] if len(algos) < rows * cols else axes.flat[0]
-    spare.plot([], [], color="0.2", lw=1.5, label=f"mean over seeds {seeds[0]}-{seeds[-1]}")
+    spare.plot([], [], color="0.2", lw=1.5, label=f"mean over {len(curves[algos[0]])} seeds")
     spare.fill_between([], [], [], color="0.2", alpha=0.25, label="min-max over seeds")
-    spare.plot([], [], color="k", ls="--", lw=1, label=f"optimum {optimum:g}")
+    for style, (label, value) in zip(styles, lines.items()):
+        spare.plot([], [], color="k", ls=style, lw=1, label=f"{label} {value:g}")
     spare.legend(loc="center", fontsize=9)
     for ax in axes[:, 0]:
         ax.set_ylabel("training return")
     for ax in axes[-1]:
         ax.set_xlabel("env steps")
-    fig.suptitle("climbing, uniform start, default flags: training return (the behaviour policy,"
-                 " exploration included)", fontsize=11)
+    fig.suptitle(title, fontsize=11)
     fig.tight_layout()
     fig.savefig(path, dpi=120)
     plt.close(fig)
 
 
+def simple_spread_curves(results: Path) -> tuple[dict, dict]:
+    """The curves saved by benchmarks/simple_spread.py (its runs take ~20 min, so they are not redone here)."""
+    if not results.exists():
+        raise SystemExit(f"{results} is missing: run `python benchmarks/simple_spread.py` first")
+    saved = json.loads(results.read_text())
+    curves = {}
+    for run in saved["runs"]:
+        curves.setdefault(run["algo"], []).append(tuple(run["curve"]))
+    reference = {"uniform random policy": saved["reference"]["random"], "always no-op": saved["reference"]["noop"]}
+    return curves, reference
+
+
 def main():
     parser = argparse.ArgumentParser(description=__doc__, formatter_class=argparse.RawDescriptionHelpFormatter)
-    parser.add_argument("--figures", nargs="+", default=["trap", "schedule", "climbing"],
-                        choices=["trap", "schedule", "climbing"])
-    parser.add_argument("--seeds", type=int, default=5, help="seeds 1..N per script on the climbing curves")
+    parser.add_argument("--figures", nargs="+", default=list(FIGURES), choices=list(FIGURES))
+    parser.add_argument("--seeds", type=int, default=5, help="seeds 1..N per script on the climbing and signal curves")
     parser.add_argument("--trap-seeds", type=int, default=3, help="seeds 1..N per script on the trap figure")
     parser.add_argument("--workers", type=int, default=os.cpu_count())
     parser.add_argument("--out-dir", default=str(ROOT / "benchmarks" / "figures"))
@@ -172,8 +194,9 @@ def main():
         jobs += [(algo, *TRAP, seed) for algo in COLORS for seed in trap_seeds]
     if "schedule" in args.figures:
         jobs.append(("mi_pg", *TRAP, 1))
-    if "climbing" in args.figures:
-        jobs += [(algo, "climbing", None, seed) for algo in climbing_algos for seed in seeds]
+    for game in ("climbing", "signal-climbing"):
+        if game in args.figures:
+            jobs += [(algo, game, None, seed) for algo in climbing_algos for seed in seeds]
     jobs = list(dict.fromkeys(jobs))
     started = time.perf_counter()
     with ProcessPoolExecutor(max_workers=args.workers) as pool:
@@ -183,11 +206,23 @@ def main():
     out = Path(args.out_dir)
     out.mkdir(parents=True, exist_ok=True)
     if "trap" in args.figures:
-        plot_trap(logs, trap_seeds, out / "trap.png")
+        plot_trap(logs, trap_seeds, out / FIGURES["trap"])
     if "schedule" in args.figures:
-        plot_schedule(logs, out / "mi_pg_schedule.png")
-    if "climbing" in args.figures:
-        plot_climbing(logs, climbing_algos, seeds, out / "climbing_curves.png")
+        plot_schedule(logs, out / FIGURES["schedule"])
+    for game in ("climbing", "signal-climbing"):
+        if game in args.figures:
+            env = make_vec_env(game, 1)
+            lines = {"optimum": env.optimum}
+            if hasattr(env, "common_knowledge_optimum"):
+                lines["no signal named right (common knowledge only)"] = env.common_knowledge_optimum
+            curves = {algo: [logs[algo, game, None, seed]["charts/episodic_return"] for seed in seeds]
+                      for algo in climbing_algos}
+            plot_curves(curves, lines, f"{game}, uniform start, default flags: training return (the behaviour "
+                        "policy, exploration included)", out / FIGURES[game])
+    if "simple_spread" in args.figures:
+        curves, reference = simple_spread_curves(ROOT / "benchmarks" / "results" / "simple_spread.json")
+        plot_curves(curves, reference, "simple_spread (MPE), default flags: training return (the behaviour policy, "
+                    "exploration included)", out / FIGURES["simple_spread"])
     print(f"wrote {', '.join(sorted(p.name for p in out.glob('*.png')))} to {out} in {time.perf_counter() - started:.0f} s")
 
 

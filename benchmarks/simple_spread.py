@@ -1,0 +1,175 @@
+"""MPE simple_spread: every script at its defaults, the environment's speed, and the cost of mi_pg's joint head.
+
+Writes benchmarks/results/simple_spread.{md,json}. The JSON keeps each run's summary and its training curve
+(`charts/episodic_return`, read back from the run's TensorBoard log), which benchmarks/figures.py plots.
+
+    python benchmarks/simple_spread.py                         # 11 scripts x 3 seeds at the defaults (2M steps)
+    python benchmarks/simple_spread.py --algos mi_pg ipg --seeds 2 --total-timesteps 500000
+    python benchmarks/simple_spread.py --report-only           # rebuild the Markdown from the JSON
+
+Returns here are the team reward summed over the 25 steps: minus the landmark-to-nearest-agent distances,
+no collision penalty (envs/mpe.py). The published numbers use another reward; `published()` converts.
+"""
+
+import argparse
+import json
+import os
+import statistics
+import sys
+import time
+from concurrent.futures import ProcessPoolExecutor
+from pathlib import Path
+
+import torch
+
+sys.path.insert(0, str(Path(__file__).resolve().parents[1]))
+from benchmarks.matrix_games import ROOT, available_algos, run_one, score
+from envs import BatchedMPE, make_mpe_env
+
+ENV_ID = "simple_spread"
+
+# Papoudakis et al. (2021), "Benchmarking Multi-Agent Deep Reinforcement Learning Algorithms in Cooperative Tasks"
+# (NeurIPS Datasets and Benchmarks; EPyMARL), Table 3, MPE Spread, parameter sharing: the maximum over training
+# of the mean greedy-evaluation return, mean +- 95% CI over 5 seeds; 2M env steps for off-policy methods,
+# 20M for on-policy ones. Read from a secondary copy of the table, not from the paper itself: check before citing.
+PUBLISHED = {"qmix": (-126.62, 2.96), "mappo": (-133.54, 3.08), "coma": (-204.31, 6.30)}
+
+
+def epymarl_scale_upper_bound(our_return: float, episode_length: int = 25) -> float:
+    """Our return R on EPyMARL's reported scale, at best (no collisions).
+
+    EPyMARL's MPE fork gives each agent  -sum_l min_i d(i, l) - (collisions of that agent, itself included:
+    an agent always overlaps itself) and reports the sum over the three agents per step (after dividing its
+    logged return by 3). Per episode that is  3 R - 3 T - 2 C,  C >= 0 the number of (step, colliding pair)
+    events, which our runs do not count; so 3 R - 3 T is an upper bound on the comparable number.
+    """
+    return 3 * our_return - 3 * episode_length
+
+
+def env_speed(num_envs: int = 128, episodes: int = 8) -> dict[str, float]:
+    """Env steps per second with random actions: B mpe2 envs stepped in a loop vs BatchedMPE (one thread)."""
+    torch.set_num_threads(1)
+    actions = torch.randint(5, (episodes, 25, num_envs, 3))
+    copies = [make_mpe_env() for _ in range(num_envs)]
+    agents = copies[0].possible_agents
+    start = time.perf_counter()
+    for episode in range(episodes):
+        for b, env in enumerate(copies):
+            env.reset(seed=episode * num_envs + b)
+        for t in range(25):
+            for b, env in enumerate(copies):
+                env.step(dict(zip(agents, actions[episode, t, b].tolist())))
+    mpe2_sps = episodes * 25 * num_envs / (time.perf_counter() - start)
+    batched = BatchedMPE(num_envs)
+    start = time.perf_counter()
+    for episode in range(episodes):
+        batched.reset(seed=episode * num_envs)
+        for t in range(25):
+            batched.step(actions[episode, t])
+    return {"mpe2_loop": mpe2_sps, "batched_torch": episodes * 25 * num_envs / (time.perf_counter() - start)}
+
+
+def head_parameters(hidden: int = 64, n_agents: int = 3, n_actions: int = 5) -> dict[str, int]:
+    """Output-layer parameters at mi_pg's default width: the joint head vs the N marginal heads."""
+    return {"joint_head": (hidden + 1) * n_actions**n_agents, "marginal_heads": n_agents * (hidden + 1) * n_actions}
+
+
+def train(job: dict) -> dict:
+    """run_one, keeping only what the report and the figure need (the training curve, not every scalar)."""
+    result = run_one({**job, "read_scalars": True})
+    return {**{k: v for k, v in result.items() if k != "scalars"},
+            "curve": result["scalars"]["charts/episodic_return"]}
+
+
+def table(results: list[dict], algos: list[str]) -> str:
+    lines = [("| algorithm | return, greedy (mean ± std) | return, sampled | EPyMARL scale, at best | env steps "
+             "| s / run | env steps/s |"), "|---|---|---|---|---|---|---|"]
+    for algo in algos:
+        runs = [r for r in results if r["algo"] == algo]
+        greedy = [score(r["summary"])[0] for r in runs]
+        sampled = [r["summary"]["decentralized_return_sampled"] for r in runs]
+        spread = statistics.stdev(greedy) if len(greedy) > 1 else 0.0
+        sampled_cell = "n/a" if None in sampled else f"{statistics.mean(sampled):.1f}"
+        wall = statistics.mean(r["summary"]["wall_time_s"] for r in runs)
+        steps = runs[0]["summary"]["env_steps"]
+        lines.append(f"| {algo} | {statistics.mean(greedy):.1f} ± {spread:.1f}{score(runs[0]['summary'])[1]} | "
+                     f"{sampled_cell} | {epymarl_scale_upper_bound(statistics.mean(greedy)):.0f} | {steps:,} | "
+                     f"{wall:.0f} | {steps / wall:,.0f} |")
+    return "\n".join(lines)
+
+
+def report(saved: dict) -> str:
+    results, speed, algos = saved["runs"], saved["speed"], list(dict.fromkeys(r["algo"] for r in saved["runs"]))
+    seeds = sorted({r["seed"] for r in results})
+    parts = [(f"simple_spread, every script at its defaults, seeds {seeds[0]}-{seeds[-1]}; final evaluation of the "
+             f"executed policy (decentralized; jpg: joint), {saved['eval_episodes']} episodes. Reference policies: "
+             f"uniform random {saved['reference']['random']:.1f}, always no-op {saved['reference']['noop']:.1f}."),
+             "", table(results, algos), ""]
+    parts.append(f"Environment speed (random actions, 128 copies, one thread): mpe2 stepped in a loop "
+                 f"{speed['mpe2_loop']:,.0f} env steps/s; BatchedMPE {speed['batched_torch']:,.0f} env steps/s.")
+    sps = {algo: statistics.mean(r["summary"]["env_steps"] / r["summary"]["wall_time_s"]
+                                 for r in results if r["algo"] == algo) for algo in ("mi_pg", "ipg") if algo in algos}
+    heads = head_parameters()
+    cost = (f"mi_pg {sps['mi_pg']:,.0f} vs ipg {sps['ipg']:,.0f} env steps/s (training and evaluation), "
+            if len(sps) == 2 else "")
+    parts.append(f"The joint head (125 joint actions): {cost}output layer {heads['joint_head']:,} parameters "
+                 f"vs {heads['marginal_heads']:,} for the three marginal heads.")
+    published = "; ".join(f"{algo} {mean:.1f} ± {ci:.1f}" for algo, (mean, ci) in PUBLISHED.items())
+    parts.append(f"Published (EPyMARL, Papoudakis et al. 2021, Table 3, Spread, parameter sharing, maximum "
+                 f"returns; 2M steps off-policy, 20M on-policy): {published}. Not the same reward: see "
+                 f"`epymarl_scale_upper_bound` in this file.")
+    parts.append(f"\n{saved['footer']}\n")
+    return "\n".join(parts)
+
+
+def reference_returns(episodes: int = 1000) -> dict[str, float]:
+    torch.manual_seed(0)
+    env, returns = BatchedMPE(episodes), {}
+    for name in ("random", "noop"):
+        env.reset()
+        total = torch.zeros(episodes)
+        for _ in range(env.episode_length):
+            actions = torch.randint(5, (episodes, 3)) if name == "random" else torch.zeros(episodes, 3, dtype=torch.long)
+            total += env.step(actions)[2]
+        returns[name] = total.mean().item()
+    return returns
+
+
+def main():
+    parser = argparse.ArgumentParser(description=__doc__, formatter_class=argparse.RawDescriptionHelpFormatter)
+    parser.add_argument("--algos", nargs="+", default=None, help="default: every script in algos/")
+    parser.add_argument("--seeds", type=int, default=3)
+    parser.add_argument("--total-timesteps", type=int, default=None, help="default: the game's (2M)")
+    parser.add_argument("--workers", type=int, default=os.cpu_count())
+    parser.add_argument("--report-only", action="store_true", help="rebuild the Markdown from the saved JSON")
+    parser.add_argument("--out", default=str(ROOT / "benchmarks" / "results" / "simple_spread"))
+    args = parser.parse_args()
+    out = Path(args.out)
+    if args.report_only:
+        markdown = report(json.loads(out.with_suffix(".json").read_text()))
+        print(markdown)
+        out.with_suffix(".md").write_text(markdown)
+        return
+
+    algos = args.algos or [a for a in available_algos() if ":" not in a]
+    common = {"total_timesteps": args.total_timesteps} if args.total_timesteps else {}
+    jobs = [{"algo": algo, "env_id": ENV_ID, "init_prob": None, "seed": seed, "common": common}
+            for algo in algos for seed in range(1, args.seeds + 1)]
+    started = time.perf_counter()
+    with ProcessPoolExecutor(max_workers=args.workers) as pool:
+        results = list(pool.map(train, jobs))
+    elapsed = time.perf_counter() - started
+    command = "python benchmarks/simple_spread.py " + " ".join(sys.argv[1:])
+    saved = {"runs": results, "speed": env_speed(), "reference": reference_returns(),
+             "eval_episodes": 1000,  # the scripts' default --eval-episodes
+             "footer": f"{len(jobs)} runs, {args.workers} worker processes on 2 cores, {elapsed:.0f} s in all. "
+                       f"Made by `{command.strip()}`."}
+    markdown = report(saved)
+    print(markdown)
+    out.parent.mkdir(parents=True, exist_ok=True)
+    out.with_suffix(".md").write_text(markdown)
+    out.with_suffix(".json").write_text(json.dumps(saved, indent=1))
+
+
+if __name__ == "__main__":
+    main()
