@@ -154,7 +154,7 @@ def plot_curves(curves: dict[str, list[tuple]], lines: dict[str, float], title: 
     spare.plot([], [], color="0.2", lw=1.5, label=f"mean over {len(curves[algos[0]])} seeds")
     spare.fill_between([], [], [], color="0.2", alpha=0.25, label="min-max over seeds")
     for style, (label, value) in zip(styles, lines.items()):
-        spare.plot([], [], color="k", ls=style, lw=1, label=f"{label} {value:g}")
+        spare.plot([], [], color="k", ls=style, lw=1, label=f"{label} {value:.4g}")
     spare.legend(loc="center", fontsize=9)
     for ax in axes[:, 0]:
         ax.set_ylabel("training return")
