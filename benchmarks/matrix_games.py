@@ -1,8 +1,8 @@
 """Every algorithm x every registered matrix game x N seeds, from a uniform and from the adversarial start.
 
 Prints a Markdown table and writes it (with the raw per-seed numbers as JSON) to benchmarks/results/:
-mean and min decentralized greedy return, seeds at the optimum, median wall seconds per run (training and
-evaluation, in-process), and the end-to-end seconds of one `python algos/<algo>.py` (torch import included).
+mean ± std and min decentralized greedy return, seeds at the optimum, env steps per run, median wall
+seconds per run (training and evaluation, in-process), and the end-to-end seconds of one `python algos/<algo>.py` (torch import included).
 
     python benchmarks/matrix_games.py                          # everything (the README's table)
     python benchmarks/matrix_games.py --algos mi_pg ipg --seeds 3
@@ -128,8 +128,9 @@ def overview(results: list[dict], algos: list[str]) -> str:
 
 def table(results: list[dict], algos: list[str], cli: dict[str, float]) -> str:
     lines = [
-        "| algorithm | game | start | mean return | min return | seeds at optimum | median s / run | env steps/s | s from shell |",
-        "|---|---|---|---|---|---|---|---|---|",
+        ("| algorithm | game | start | return (mean ± std) | min return | seeds at optimum | env steps | median s / run "
+        "| env steps/s | s from shell |"),
+        "|---|---|---|---|---|---|---|---|---|---|",
     ]
     for spec in algos:
         for env_id in GAMES:
@@ -144,8 +145,11 @@ def table(results: list[dict], algos: list[str], cli: dict[str, float]) -> str:
                 wall = statistics.median(r["summary"]["wall_time_s"] for r in runs)
                 sps = statistics.median(r["summary"]["env_steps"] / r["summary"]["wall_time_s"] for r in runs)
                 shell = f"{cli[spec]:.1f}" if spec in cli and env_id == "coordination-2x2" and start == "uniform" else ""
-                lines.append(f"| {spec} | {env_id} | {start} | {statistics.mean(returns):.2f}{note} | "
-                             f"{min(returns):.2f} | {hits}/{len(runs)} (opt. {optimum:g}) | {wall:.2f} | {sps:,.0f} | {shell} |")
+                spread = statistics.stdev(returns) if len(returns) > 1 else 0.0
+                steps = runs[0]["summary"]["env_steps"]
+                lines.append(f"| {spec} | {env_id} | {start} | {statistics.mean(returns):.2f} ± {spread:.2f}{note} | "
+                             f"{min(returns):.2f} | {hits}/{len(runs)} (opt. {optimum:g}) | {steps:,} | {wall:.2f} | "
+                             f"{sps:,.0f} | {shell} |")
     return "\n".join(lines)
 
 
