@@ -371,7 +371,9 @@ def train(args: Args) -> dict:
                 obs_buf[slots, t], state_buf[slots, t] = obs, state
                 actions = act_epsilon_greedy(obs, epsilon)
                 obs, state, reward, done = envs.step(actions)
-                action_buf[slots, t], reward_buf[slots, t], done_buf[slots, t] = actions, reward, done.float()
+                # a time limit (simple_spread) is not a terminal state: bootstrap through it, as PyMARL does
+                terminal = done.float() * (not envs.ends_by_time_limit)
+                action_buf[slots, t], reward_buf[slots, t], done_buf[slots, t] = actions, reward, terminal
             obs_buf[slots, T], state_buf[slots, T] = obs, state
         buffer_pos, buffer_filled = (buffer_pos + B) % S, min(buffer_filled + B, S)
         global_step += B * T

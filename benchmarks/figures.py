@@ -173,7 +173,9 @@ def simple_spread_curves(results: Path) -> tuple[dict, dict]:
     saved = json.loads(results.read_text())
     curves = {}
     for run in saved["runs"]:
-        curves.setdefault(run["algo"], []).append(tuple(run["curve"]))
+        # a variant's flags are listed in benchmarks/results/simple_spread.md; a panel title has room for "iql*"
+        label = run["algo"] if len(run["algo"]) < 30 else run["algo"].split(":")[0] + "*"
+        curves.setdefault(label, []).append(tuple(run["curve"]))
     reference = {"uniform random policy": saved["reference"]["random"], "always no-op": saved["reference"]["noop"]}
     return curves, reference
 

@@ -50,12 +50,13 @@ def available_algos() -> list[str]:
 
 
 def parse_variant(spec: str) -> tuple[str, dict]:
-    """'mi_pg:lambda_max=0' -> ('mi_pg', {'lambda_max': 0.0})"""
+    """'mi_pg:lambda_max=0.5,num_envs=8' -> ('mi_pg', {'lambda_max': 0.5, 'num_envs': 8}): written as an integer,
+    a value is an int"""
     algo, _, flags = spec.partition(":")
     overrides = {}
     for flag in filter(None, flags.split(",")):
         key, value = flag.split("=")
-        overrides[key] = float(value)
+        overrides[key] = int(value) if value.lstrip("-").isdigit() else float(value)
     return algo, overrides
 
 

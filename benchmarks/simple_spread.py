@@ -142,6 +142,8 @@ def main():
     parser.add_argument("--total-timesteps", type=int, default=None, help="default: the game's (2M)")
     parser.add_argument("--workers", type=int, default=os.cpu_count())
     parser.add_argument("--report-only", action="store_true", help="rebuild the Markdown from the saved JSON")
+    parser.add_argument("--add", action="store_true",
+                        help="keep the saved runs of the other algorithms and replace or add only these")
     parser.add_argument("--out", default=str(ROOT / "benchmarks" / "results" / "simple_spread"))
     args = parser.parse_args()
     out = Path(args.out)
@@ -160,10 +162,15 @@ def main():
         results = list(pool.map(train, jobs))
     elapsed = time.perf_counter() - started
     command = "python benchmarks/simple_spread.py " + " ".join(sys.argv[1:])
+    footer = (f"{len(jobs)} runs, {args.workers} worker processes on 2 cores, {elapsed:.0f} s in all. "
+              f"Made by `{command.strip()}`.")
+    if args.add:  # the earlier runs of the algorithms not run now, in their order, then these
+        earlier = json.loads(out.with_suffix(".json").read_text())
+        results = [r for r in earlier["runs"] if r["algo"] not in algos] + results
+        footer = f"{earlier['footer']}\nThen {footer}"
     saved = {"runs": results, "speed": env_speed(), "reference": reference_returns(),
              "eval_episodes": 1000,  # the scripts' default --eval-episodes
-             "footer": f"{len(jobs)} runs, {args.workers} worker processes on 2 cores, {elapsed:.0f} s in all. "
-                       f"Made by `{command.strip()}`."}
+             "footer": footer}
     markdown = report(saved)
     print(markdown)
     out.parent.mkdir(parents=True, exist_ok=True)

@@ -127,6 +127,8 @@ class _GameSpec:
         # every episode shows the same observations, so a learned policy can be listed round by round
         self.tabular = True
         self.default_total_timesteps = 64_000  # the scripts' budget when --total-timesteps is not given
+        # the last round ends the game (a terminal state, and the round is in the observation): no bootstrap
+        self.ends_by_time_limit = False
         # the leading observation columns that are common knowledge (here all: nothing is private)
         self.common_obs_dim = self.obs_dim
 

@@ -16,7 +16,8 @@ Game: ``mpe2.simple_spread_v3.parallel_env(N=3, local_ratio=0.0, max_cycles=T, c
 Episode length: any T >= 1 (``--episode-length``), passed to mpe2 as ``max_cycles``; the literature's
     setting is 25, the default here. ``terminate_on_success=False`` (mpe2's default, made explicit) keeps
     every episode exactly T steps long, as the lock-step interface needs: the last step is a truncation
-    (``dones`` is True there), and the caller calls ``reset()`` again.
+    (``dones`` is True there), and the caller calls ``reset()`` again. ``ends_by_time_limit = True`` says so:
+    the value-based scripts bootstrap through that last step instead of treating it as terminal.
 Observations: mpe2's, unchanged: agent i sees, in this order, its own velocity (2), its own position (2),
     every landmark's position relative to it (3 x 2), every other agent's position relative to it (2 x 2),
     and the other agents' communication channels (2 x 2, always zero: the agents of simple_spread are
@@ -122,6 +123,9 @@ class BatchedMPE:
         # the scripts' budget when --total-timesteps is not given: EPyMARL's for off-policy methods on MPE,
         # about a minute per run here (README, "simple_spread")
         self.default_total_timesteps = 2_000_000
+        # max_cycles is a time limit (mpe2 reports a truncation) and the step count is not in the observation:
+        # the world after the last step is not terminal, so value targets should bootstrap from it
+        self.ends_by_time_limit = True
         self.common_obs_dim = 0  # every column is relative to the observer (module docstring)
         self._moves = torch.tensor(self.MOVES, dtype=torch.float64, device=self.device) * self.ACCEL
         pairs = [(i, j) for i in range(N_AGENTS) for j in range(i + 1, N_AGENTS)]

@@ -34,6 +34,14 @@ def test_registered_games(env_id, optimum, shape):
     assert make_vec_env(env_id, num_envs=1, episode_length=25).optimum == 25 * optimum
 
 
+@pytest.mark.parametrize("env_id", ENV_IDS)
+def test_only_simple_spread_ends_by_a_time_limit(env_id):
+    """A matrix or private-signal game is over after its T rounds (terminal; the round is observed); MPE's
+    25-step limit is a truncation, through which the value-based scripts bootstrap."""
+    payoff = THREE_AGENTS if env_id == "custom" else None
+    assert make_vec_env(env_id, num_envs=1, payoff=payoff).ends_by_time_limit is (env_id == "simple_spread")
+
+
 def test_proposal_game_and_penalty_flag():
     assert make_env("coordination-2x2").payoff.tolist() == [[0, -5], [-5, 10]]
     assert make_env("penalty", penalty_k=-7).payoff.tolist() == [[-7, 0, 10], [0, 2, 0], [10, 0, -7]]

@@ -24,6 +24,7 @@ def test_interface_attributes():
     assert batched.possible_agents == ["agent_0", "agent_1", "agent_2"]
     assert batched.optimum is None and batched.payoff is None
     assert batched.tabular is False and batched.common_obs_dim == 0
+    assert batched.ends_by_time_limit is True  # the 25-step limit is a truncation, not a terminal state
 
 
 def rollout_separately(seed: int, actions: torch.Tensor, episode_length: int):
