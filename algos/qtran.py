@@ -330,8 +330,8 @@ def train(args: Args) -> dict:
 
     # ================ replay buffer: whole T-step episodes, with an agent axis ================
     C = args.buffer_size
-    obs_buf = torch.zeros((C, T, n_agents, envs.obs_dim), device=device)
-    state_buf = torch.zeros((C, T, envs.state_dim), device=device)
+    obs_buf = torch.zeros((C, T + 1, n_agents, envs.obs_dim), device=device)  # T + 1: the final observation
+    state_buf = torch.zeros((C, T + 1, envs.state_dim), device=device)
     action_buf = torch.zeros((C, T, n_agents), dtype=torch.long, device=device)
     reward_buf = torch.zeros((C, T), device=device)
     buffer_pos, buffer_len = 0, 0
@@ -354,21 +354,25 @@ def train(args: Args) -> dict:
                 obs, state, reward, _ = envs.step(actions)
                 reward_buf[slots, t] = reward
                 episode_return += reward
+            obs_buf[slots, T], state_buf[slots, T] = obs, state
         buffer_pos, buffer_len = (buffer_pos + B) % C, min(buffer_len + B, C)
         global_step += B * T
 
         for _ in range(args.gradient_steps):
             idx = torch.randint(buffer_len, (args.batch_size,), device=device)
-            b_obs, b_state, b_actions, b_rewards = obs_buf[idx], state_buf[idx], action_buf[idx], reward_buf[idx]
+            b_obs, b_state, b_actions, b_rewards = obs_buf[idx, :T], state_buf[idx, :T], action_buf[idx], reward_buf[idx]
+            next_obs, next_state = obs_buf[idx, 1:], state_buf[idx, 1:]
 
             # ---------------- L_td: Q_jt regresses on targets at the greedy decentralized action ----------------
             with torch.no_grad():
                 # u_bar' = [argmax_{u_i} Q_i(o'_i, u_i; theta^-)];  y = r + gamma Q_jt(s', u_bar'; theta^-)
-                # the episode ends after round T (a terminal state): no bootstrap from the last round
+                # a matrix game ends after round T (a terminal state): no bootstrap from the last round; a time
+                # limit (simple_spread) is not terminal, so there every step bootstraps, as in PyMARL
+                bootstrapped = T if envs.ends_by_time_limit else T - 1
                 next_q = torch.zeros_like(b_rewards)
-                if T > 1:
-                    next_greedy = greedy_actions(target_utilities(b_obs[:, 1:]))
-                    next_q[:, :-1] = target_q_jt(b_state[:, 1:], next_greedy)
+                if bootstrapped > 0:
+                    next_greedy = greedy_actions(target_utilities(next_obs[:, :bootstrapped]))
+                    next_q[:, :bootstrapped] = target_q_jt(next_state[:, :bootstrapped], next_greedy)
                 td_target = b_rewards + args.gamma * next_q
             q_jt_taken = q_jt(b_state, b_actions)
             # L_td = (Q_jt(s, u) - y)^2
