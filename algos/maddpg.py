@@ -187,21 +187,20 @@ def evaluate(envs, act) -> float:
     return episode_return.mean().item()
 
 
-def finish_run(args, run_name, writer, summary: dict) -> dict:
+def finish_run(args, run_name, writer, summary: dict, envs) -> dict:
     """Writes runs/{run_name}/summary.json (same seed, same file but for wall_time_s) and closes the logs.
 
     Games with private information also know what a centralized policy could earn; for them the summary
     adds both optima and the gaps between them and the executed policy's return (greedy where it has one).
     """
     writer.close()
-    game = make_envs(args, 1)
-    if getattr(game, "centralized_optimum", None) is not None:
+    if getattr(envs, "centralized_optimum", None) is not None:
         executed = next(summary[key] for key in ("decentralized_return_greedy", "decentralized_return_sampled",
                                                  "joint_return_greedy") if summary.get(key) is not None)
-        summary["centralized_optimum"] = game.centralized_optimum  # a joint policy sees every signal
-        summary["common_knowledge_optimum"] = game.common_knowledge_optimum  # no agent reads its own signal
-        summary["gap_to_optimum"] = game.optimum - executed  # `optimum`: the best decentralized policy
-        summary["gap_to_centralized_optimum"] = game.centralized_optimum - executed
+        summary["centralized_optimum"] = envs.centralized_optimum  # a joint policy sees every signal
+        summary["common_knowledge_optimum"] = envs.common_knowledge_optimum  # no agent reads its own signal
+        summary["gap_to_optimum"] = envs.optimum - executed  # `optimum`: the best decentralized policy
+        summary["gap_to_centralized_optimum"] = envs.centralized_optimum - executed
     with open(f"runs/{run_name}/summary.json", "w") as f:
         json.dump(summary, f, indent=2)
     if args.track:
@@ -440,7 +439,7 @@ def train(args: Args) -> dict:
             }
     if args.save_model:
         torch.save(actor.state_dict(), f"runs/{run_name}/{args.exp_name}.actors.pt")
-    return finish_run(args, run_name, writer, summary)
+    return finish_run(args, run_name, writer, summary, envs)
 
 
 if __name__ == "__main__":
