@@ -17,6 +17,7 @@ Run:      python algos/qmix.py --env-id qtran-3x3
           tensorboard --logdir runs
 """
 
+import copy
 import json
 import os
 import random
@@ -108,12 +109,18 @@ class Args:
     """collection rounds (one episode in each of the --num-envs games) per gradient step"""
     hidden_size: int = 64
     """width of the shared utility torso"""
-    double_q: bool = False
-    """if toggled, Double-DQN targets: the online network picks a', the target network values it"""
+    double_q: bool = True
+    """Double-DQN targets: the online network picks a', the target network values it (PyMARL's default;
+    no effect on one-round games, which have nothing to bootstrap)"""
     max_grad_norm: float = 10.0
     """maximum norm for gradient clipping"""
     mixing_embed_dim: int = 32
     """width of the mixing network's hidden layer"""
+    hypernet_layers: int = 2
+    """depth of the hypernetworks that make the mixing weights: 1 (a linear map of s, the paper's) or 2
+    (EPyMARL's default; on simple_spread, whose states are unbounded positions, the linear ones diverge)"""
+    hypernet_embed: int = 64
+    """hidden width of the two-layer hypernetworks"""
 
 
 # >>> shared:boilerplate (every script in algos/ has this block; tests/test_shared_blocks.py keeps the copies identical)
@@ -236,12 +243,20 @@ class QMixer(nn.Module):
     forward(agent_qs (..., N), states (..., state_dim)) -> Q_tot (...). Training only (it reads the state).
     """
 
-    def __init__(self, n_agents: int, state_dim: int, embed_dim: int):
+    def __init__(self, n_agents: int, state_dim: int, embed_dim: int, hypernet_layers: int = 2,
+                 hypernet_embed: int = 64):
         super().__init__()
         self.n_agents, self.embed_dim = n_agents, embed_dim
-        self.hyper_w1 = nn.Linear(state_dim, n_agents * embed_dim)
+
+        def hypernet(out_dim: int) -> nn.Module:
+            if hypernet_layers == 1:
+                return nn.Linear(state_dim, out_dim)
+            return nn.Sequential(nn.Linear(state_dim, hypernet_embed), nn.ReLU(), nn.Linear(hypernet_embed, out_dim))
+
+        # the weights W_1(s), W_2(s) come from hypernetworks; the biases from linear maps of s
+        self.hyper_w1 = hypernet(n_agents * embed_dim)
         self.hyper_b1 = nn.Linear(state_dim, embed_dim)
-        self.hyper_w_final = nn.Linear(state_dim, embed_dim)
+        self.hyper_w_final = hypernet(embed_dim)
         # the last bias is a state value V(s), two layers as in the paper
         self.hyper_v = nn.Sequential(nn.Linear(state_dim, embed_dim), nn.ReLU(), nn.Linear(embed_dim, 1))
 
@@ -293,7 +308,7 @@ def linear_schedule(start_e: float, end_e: float, duration: float, step: int) ->
 def check_args(args: Args) -> None:
     check_common_args(args)
     for flag in ("buffer_size", "batch_size", "target_network_frequency", "train_frequency", "hidden_size",
-                 "mixing_embed_dim"):
+                 "mixing_embed_dim", "hypernet_embed"):
         if getattr(args, flag) < 1:
             raise ValueError(f"--{flag.replace('_', '-')} must be >= 1, got {getattr(args, flag)}")
     if args.buffer_size < args.num_envs:
@@ -307,6 +322,8 @@ def check_args(args: Args) -> None:
     for flag in ("learning_rate", "max_grad_norm"):
         if not getattr(args, flag) > 0:
             raise ValueError(f"--{flag.replace('_', '-')} must be > 0, got {getattr(args, flag)}")
+    if args.hypernet_layers not in (1, 2):
+        raise ValueError(f"--hypernet-layers must be 1 or 2, got {args.hypernet_layers}")
     if args.learning_starts < 0:
         raise ValueError(f"--learning-starts must be >= 0, got {args.learning_starts}")
 
@@ -322,9 +339,8 @@ def train(args: Args) -> dict:
     q_network = DecentralizedQNetwork(envs.obs_dim, action_sizes, args.hidden_size).to(device)
     target_network = DecentralizedQNetwork(envs.obs_dim, action_sizes, args.hidden_size).to(device)
     target_network.load_state_dict(q_network.state_dict())
-    mixer = QMixer(n_agents, envs.state_dim, args.mixing_embed_dim).to(device)
-    target_mixer = QMixer(n_agents, envs.state_dim, args.mixing_embed_dim).to(device)
-    target_mixer.load_state_dict(mixer.state_dict())
+    mixer = QMixer(n_agents, envs.state_dim, args.mixing_embed_dim, args.hypernet_layers, args.hypernet_embed).to(device)
+    target_mixer = copy.deepcopy(mixer)
     params = [*q_network.parameters(), *mixer.parameters()]
     optimizer = torch.optim.Adam(params, lr=args.learning_rate)
 

@@ -46,14 +46,16 @@ def test_monotonic_q_tot_cannot_order_the_2x2_payoff(run_algo, algo):
     #   monotonic (qmix): isotonic regression pools the three cells below 10: [[-10/3, -10/3], [-10/3, 10]]
     additive = payoff.mean(1, keepdims=True) + payoff.mean(0, keepdims=True) - payoff.mean()
     best_fit = additive if algo == "vdn" else np.array([[-10 / 3, -10 / 3], [-10 / 3, 10.0]])
+    # qmix's two-layer hypernetworks fit more slowly: 250 gradient steps, not 125
+    budget = {**FAST, "total_timesteps": 32_000} if algo == "qmix" else FAST
     for seed in SEEDS:
-        summary = run_algo(algo, env_id="coordination-2x2", seed=seed, **FAST, **UNIFORM)
+        summary = run_algo(algo, env_id="coordination-2x2", seed=seed, **budget, **UNIFORM)
         q_tot = np.array(summary["q_tot"][0])
         assert not keeps_payoff_order_2x2(q_tot), (seed, q_tot)
         # monotonicity forces it exactly: (1,1) above (0,1) means Q_1(1) >= Q_1(0), hence Q_tot(1,0) >= Q_tot(0,0)
         assert q_tot[1, 1] == q_tot.max(), (seed, q_tot)
         assert q_tot[0, 0] <= min(q_tot[0, 1], q_tot[1, 0]) + 1e-4, (seed, q_tot)
-        # measured (seeds 1-5): within 0.8 of the best fit for vdn, within 0.5 for qmix
+        # measured (seeds 1-5): within 0.8 of the best fit for vdn, within 0.56 for qmix
         np.testing.assert_allclose(q_tot, best_fit, atol=1.5, err_msg=f"seed {seed}")
         # the misordering does not cost the greedy action here: under uniform data the 10 dominates both
         # agents' averages (measured: return 10 on seeds 1-5 for both)
