@@ -86,7 +86,7 @@ class Args:
     # <<< shared:args
 
     # Algorithm-specific arguments
-    learning_rate: float = 5e-3
+    learning_rate: float = 1e-3
     """Adam learning rate for the utilities, Q_jt and V_jt (one optimizer on the summed loss, as in the paper)"""
     hidden_size: int = 64
     """width of every network"""
@@ -100,9 +100,9 @@ class Args:
     """replay buffer capacity, in episodes"""
     batch_size: int = 128
     """episodes per gradient step"""
-    gradient_steps: int = 1
+    gradient_steps: int = 4
     """gradient steps after each batch of num_envs episodes is collected"""
-    target_network_frequency: int = 200
+    target_network_frequency: int = 50
     """gradient steps between hard copies of the online networks into the target networks"""
     start_e: float = 1.0
     """epsilon (per agent: act uniformly at random with this probability) at the start"""

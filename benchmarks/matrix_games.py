@@ -166,6 +166,8 @@ def main():
     parser.add_argument("--workers", type=int, default=os.cpu_count())
     parser.add_argument("--report-only", action="store_true",
                         help="rebuild the Markdown tables from the saved JSON (--out) without running anything")
+    parser.add_argument("--add", action="store_true",
+                        help="keep the saved runs (--out) of the other algorithms and replace or add only these")
     parser.add_argument("--out", default=str(ROOT / "benchmarks" / "results" / "matrix_games"))
     args = parser.parse_args()
     algos = args.algos or available_algos()
@@ -198,11 +200,22 @@ def main():
     command = "python benchmarks/matrix_games.py " + " ".join(sys.argv[1:])
     footer = (f"{len(jobs)} runs, {args.workers} worker processes, {elapsed:.0f} s in all. "
               f"Made by `{command.strip()}`.")
+    if args.add:
+        earlier = json.loads(out.with_suffix(".json").read_text())
+        results, footer = merge_runs(earlier, results, algos, footer)
+        algos = list(dict.fromkeys([r["algo"] for r in earlier["runs"]] + algos))  # the saved order, new ones last
+        cli = {**earlier["cli_seconds"], **cli}
     markdown = report(results, algos, cli, footer)
     print(markdown)
     out.parent.mkdir(parents=True, exist_ok=True)
     out.with_suffix(".md").write_text(markdown)
     out.with_suffix(".json").write_text(json.dumps({"runs": results, "cli_seconds": cli, "footer": footer}, indent=1))
+
+
+def merge_runs(earlier: dict, results: list[dict], algos: list[str], footer: str) -> tuple[list[dict], str]:
+    """--add: the saved runs of the algorithms not run now, then the new runs; the footers joined."""
+    kept = [r for r in earlier["runs"] if r["algo"] not in algos]
+    return kept + results, f"{earlier['footer']}\nThen {footer}"
 
 
 def report(results: list[dict], algos: list[str], cli: dict[str, float], footer: str) -> str:
