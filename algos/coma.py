@@ -90,7 +90,7 @@ class Args:
     init_prob: float | None = None
     """start every agent playing action 0 with this probability (the rest uniform); the proposal's
     adversarial start is 0.9. Default: uniform"""
-    actor_lr: float = 1e-2
+    actor_lr: float = 1e-3
     """Adam learning rate of the actors"""
     critic_lr: float = 1e-2
     """Adam learning rate of the critic"""
@@ -98,9 +98,10 @@ class Args:
     """width of the actors' shared torso and of the critic"""
     gamma: float = 0.99
     """discount factor"""
-    td_lambda: float = 0.8
-    """lambda of the critic's TD(lambda) targets (the paper uses 0.8)"""
-    critic_steps: int = 1
+    td_lambda: float = 1.0
+    """lambda of the critic's TD(lambda) targets: 1.0 regresses on the episode's return. The paper uses 0.8;
+    on simple_spread the bootstrapped targets of a critic still learning held COMA at the no-op level"""
+    critic_steps: int = 4
     """critic gradient steps on each batch of episodes, before the actor step"""
     target_update_interval: int = 20
     """copy the critic into the target critic every this many updates"""
