@@ -183,9 +183,26 @@ def test_bad_flags_are_rejected(run_algo, algo, overrides, message):
         run_algo(algo, **overrides)
 
 
-def test_qmix_rejects_a_zero_width_mixer(run_algo):
-    with pytest.raises(ValueError, match="--mixing-embed-dim must be >= 1, got 0"):
-        run_algo("qmix", mixing_embed_dim=0)
+@pytest.mark.parametrize(
+    ("overrides", "message"),
+    [
+        ({"mixing_embed_dim": 0}, "--mixing-embed-dim must be >= 1, got 0"),
+        ({"hypernet_embed": 0}, "--hypernet-embed must be >= 1, got 0"),
+        ({"hypernet_layers": 3}, "--hypernet-layers must be 1 or 2, got 3"),
+    ],
+)
+def test_qmix_rejects_a_bad_mixer(run_algo, overrides, message):
+    with pytest.raises(ValueError, match=message):
+        run_algo("qmix", **overrides)
+
+
+def test_qmix_hypernetwork_depth_is_a_flag():
+    """--hypernet-layers 1 is the paper's linear hypernetworks, 2 (the default) EPyMARL's with one hidden layer."""
+    linear, deep = qmix.QMixer(2, 6, 8, hypernet_layers=1), qmix.QMixer(2, 6, 8, hypernet_layers=2, hypernet_embed=5)
+    assert isinstance(linear.hyper_w1, torch.nn.Linear) and isinstance(linear.hyper_w_final, torch.nn.Linear)
+    assert [m.out_features for m in deep.hyper_w1 if isinstance(m, torch.nn.Linear)] == [5, 2 * 8]
+    assert [m.out_features for m in deep.hyper_w_final if isinstance(m, torch.nn.Linear)] == [5, 8]
+    assert qmix.Args().hypernet_layers == 2
 
 
 @pytest.mark.parametrize("algo", ALGOS)
