@@ -1,7 +1,7 @@
 """COMA: counterfactual multi-agent policy gradients, a factored baseline the proposal discusses.
 
-Decentralized actors pi_i(a_i | o_i) (one torso shared by all agents, the agent's id in its observation,
-one head per agent) are trained by a centralized critic Q(s, a). For agent i the critic reads the state,
+Decentralized actors pi_i(a_i | o_i) (one torso shared by all agents and one head per agent; the matrix
+games put the agent's id in its observation) are trained by a centralized critic Q(s, a). For agent i the critic reads the state,
 agent i's id and the OTHER agents' actions, and outputs Q(s, (a_-i, a_i')) for every action a_i' of agent i
 in one pass. That gives the counterfactual baseline
     b_i(s, a_-i) = sum_{a_i'} pi_i(a_i' | o_i) Q(s, (a_-i, a_i')),
@@ -11,9 +11,12 @@ The baseline does not depend on a_i, so it changes the variance of the gradient,
 the expected update is still the factored one, sum_i E[Q(s, a) grad log pi_i(a_i | o_i)]. The proposal
 ("Related Work") argues that COMA therefore falls into the same trap as ipg; this script measures that.
 The critic learns from TD(lambda) targets computed with a target critic that is copied every few updates.
+At the default lambda = 1 those targets are the episode's return, and the target critic only enters at a time
+limit (simple_spread), where the return is bootstrapped from Q'(s_T, u_T), u_T drawn from the policies at the
+final state, as PyMARL does; after a real end (matrix and private games) nothing is bootstrapped.
 
 Paper:    Foerster, Farquhar, Afouras, Nardelli, Whiteson (2018), "Counterfactual Multi-Agent Policy Gradients".
-Proposal: "Related Work" (marl-refs, shared/proposal.txt).
+Method:   the baselines discussion of README.md ("The trap").
 Run:      python algos/coma.py --init-prob 0.9
 """
 
@@ -172,14 +175,53 @@ def setup_run(args):
 
 
 @torch.no_grad()
-def evaluate(envs, act) -> float:
-    """Mean episode return of `act(obs, state) -> actions (B, N)` over one batch of episodes."""
+def evaluate(envs, act) -> dict[str, float]:
+    """One batch of episodes of `act(obs, state) -> actions (B, N)`: {"return": the mean episode return}; on
+    simple_spread also the EPyMARL paper's return of the same episodes and their colliding pair-steps (envs/mpe.py)."""
     obs, state = envs.reset()
     episode_return = torch.zeros(envs.num_envs, device=obs.device)
     for _ in range(envs.episode_length):
         obs, state, reward, _ = envs.step(act(obs, state))
         episode_return += reward
-    return episode_return.mean().item()
+    results = {"return": episode_return.mean().item()}
+    if hasattr(envs, "epymarl_return"):
+        results["epymarl_return"] = envs.epymarl_return(episode_return).mean().item()
+        results["colliding_pair_steps"] = envs.episode_collisions.float().mean().item()
+    return results
+
+
+class Evaluator:
+    """Evaluates named policies on the evaluation games (`--eval-episodes` episodes each), logs eval/* and keeps the
+    curves; the summary reports the last evaluation and the maximum over training (the EPyMARL paper's "maximum
+    returns"). Evaluation never changes training: the evaluation games draw their episodes from a generator of their
+    own, and each evaluation samples actions from a fork of torch's RNG, seeded from the run's seed and restored after.
+    """
+
+    def __init__(self, args, envs, policies: dict):
+        self.envs, self.policies = envs, policies  # {summary key, e.g. "decentralized_return_greedy": act(obs, state)}
+        self.rng = torch.Generator().manual_seed(args.seed)
+        self.forked_devices = [envs.device] if envs.device.type == "cuda" else []
+        self.curves = {"env_steps": []}
+
+    def __call__(self, global_step: int, writer) -> dict[str, float]:
+        """Evaluates every policy now; returns {summary key: mean return}."""
+        self.curves["env_steps"].append(global_step)
+        for key, act in self.policies.items():
+            with torch.random.fork_rng(devices=self.forked_devices):
+                torch.manual_seed(int(torch.randint(2**62, (), generator=self.rng)))
+                results = evaluate(self.envs, act)
+            for metric, value in results.items():
+                name = key if metric == "return" else f"{metric}/{key}"
+                self.curves.setdefault(name, []).append(value)
+                writer.add_scalar(f"eval/{name}", value, global_step)
+        return {key: self.curves[key][-1] for key in self.policies}
+
+    def summary(self) -> dict:
+        """The last evaluation of every policy (and metric), each return's maximum over training, and the curves."""
+        names = [name for name in self.curves if name != "env_steps"]
+        return {**{name: self.curves[name][-1] for name in names},
+                "max_over_training": {name: max(self.curves[name]) for name in names if "colliding" not in name},
+                "eval_curves": self.curves}
 
 
 def finish_run(args, run_name, writer, summary: dict, envs) -> dict:
@@ -231,7 +273,8 @@ def mlp(in_features: int, hidden: int) -> nn.Sequential:
 
 
 class DecentralizedActor(nn.Module):
-    """pi_i(a_i | o_i) for every agent: one torso shared by all agents (o_i holds agent i's id), one head each.
+    """pi_i(a_i | o_i) for every agent: one torso shared by all agents, one head each (the matrix games put agent i's
+    id in o_i; on simple_spread nothing in o_i names the agent, and the heads tell the agents apart).
 
     This module alone is what gets deployed: each agent runs it on its own observation.
     """
@@ -290,22 +333,21 @@ def counterfactual_baseline(q_values: torch.Tensor, log_probs: torch.Tensor) -> 
     return (log_probs.exp() * q_values).sum(-1)
 
 
-def td_lambda_targets(rewards: torch.Tensor, target_q: torch.Tensor, gamma: float, lam: float) -> torch.Tensor:
+def td_lambda_targets(rewards: torch.Tensor, target_q: torch.Tensor, gamma: float, lam: float,
+                      final_q: torch.Tensor | None = None) -> torch.Tensor:
     """TD(lambda) returns of every agent's critic, from rewards (T, B) and target Q(s_t, a_t) of shape (T, B, N).
 
-    G_t = r_t + gamma ((1 - lambda) Q_target(s_{t+1}, a_{t+1}) + lambda G_{t+1}); the episode ends after T steps
-    (a terminal state: nothing to bootstrap from after the last round).
+    G_t = r_t + gamma ((1 - lambda) Q_target(s_{t+1}, a_{t+1}) + lambda G_{t+1}). After the last step: with
+    `final_q` = Q_target(s_T, a_T) of shape (B, N) (a time limit: the game would go on) G_T = Q_target(s_T, a_T),
+    so G_{T-1} = r_{T-1} + gamma Q_target(s_T, a_T); with None (a real end) G_T = 0 and G_{T-1} = r_{T-1}.
     """
     T = rewards.shape[0]
     targets = torch.zeros_like(target_q)
-    next_return = torch.zeros_like(target_q[0])
+    next_q = next_return = torch.zeros_like(target_q[0]) if final_q is None else final_q
     for t in reversed(range(T)):
-        if t == T - 1:
-            targets[t] = rewards[t].unsqueeze(-1).expand_as(next_return)
-        else:
-            # G_t = r_t + gamma ((1 - lambda) Q'(s_{t+1}, a_{t+1}) + lambda G_{t+1})
-            targets[t] = rewards[t].unsqueeze(-1) + gamma * ((1 - lam) * target_q[t + 1] + lam * next_return)
-        next_return = targets[t]
+        # G_t = r_t + gamma ((1 - lambda) Q'(s_{t+1}, a_{t+1}) + lambda G_{t+1})
+        targets[t] = rewards[t].unsqueeze(-1) + gamma * ((1 - lam) * next_q + lam * next_return)
+        next_q, next_return = target_q[t], targets[t]
     return targets
 
 
@@ -347,6 +389,11 @@ def train(args: Args) -> dict:
         """[per-agent (M, |A_i|) tables] and actions (M, N) -> each agent's entry at its own action, (M, N)"""
         return torch.stack([v.gather(1, actions[:, i : i + 1]).squeeze(1) for i, v in enumerate(values)], -1)
 
+    evaluator = Evaluator(args, eval_envs, {
+        "decentralized_return_greedy": lambda o, s: act_decentralized(o, s, greedy=True),
+        "decentralized_return_sampled": lambda o, s: act_decentralized(o, s, greedy=False),
+    })
+
     # ================ rollout storage: one full T-step episode from each of the B games ================
     B = args.num_envs
     obs_buf = torch.zeros((T, B, n_agents, envs.obs_dim), device=device)
@@ -366,13 +413,19 @@ def train(args: Args) -> dict:
                 obs_buf[t], state_buf[t] = obs, state
                 action_buf[t] = act_decentralized(obs, state, greedy=False)
                 obs, state, reward_buf[t], _ = envs.step(action_buf[t])
+            # after the last step: a time limit (simple_spread) is a truncation; the game would go on, with the
+            # agents' next actions drawn from their policies (as PyMARL does), so the targets bootstrap from
+            # Q'(s_T, a_T); a real end (matrix and private games) has nothing after it
+            final_state = state
+            final_actions = act_decentralized(obs, state, greedy=False) if envs.ends_by_time_limit else None
         global_step += B * T
         b_obs, b_state, b_actions = obs_buf.flatten(0, 1), state_buf.flatten(0, 1), action_buf.flatten(0, 1)
 
         # ---------------- critic: regress Q(s_t, a_t) on TD(lambda) targets from the target critic ----------------
         with torch.no_grad():
             target_q = taken(target_critic(b_state, b_actions), b_actions).view(T, B, n_agents)
-            targets = td_lambda_targets(reward_buf, target_q, args.gamma, args.td_lambda).flatten(0, 1)
+            final_q = None if final_actions is None else taken(target_critic(final_state, final_actions), final_actions)
+            targets = td_lambda_targets(reward_buf, target_q, args.gamma, args.td_lambda, final_q).flatten(0, 1)
         for _ in range(args.critic_steps):
             # L = E[(Q(s_t, a_t) - G_t^lambda)^2], one term per agent's view of the same joint action
             critic_loss = 0.5 * (taken(critic(b_state, b_actions), b_actions) - targets).pow(2).mean()
@@ -414,22 +467,19 @@ def train(args: Args) -> dict:
             writer.add_scalar("losses/advantage_std", advantages.std().item(), global_step)
             writer.add_scalar("charts/SPS", int(global_step / (time.time() - start_time)), global_step)
         if update in eval_at:
-            greedy_return = evaluate(eval_envs, lambda o, s: act_decentralized(o, s, greedy=True))
-            writer.add_scalar("eval/decentralized_return_greedy", greedy_return, global_step)
+            greedy_return = evaluator(global_step, writer)["decentralized_return_greedy"]
             if not args.quiet:
                 print(f"update {update}/{num_updates}  step {global_step}  return {reward_buf.sum(0).mean():.2f}"
                       f"  greedy decentralized {greedy_return:.2f}  SPS {int(global_step / (time.time() - start_time))}")
 
     # ============================ evaluation and summary ============================
-    greedy_return = evaluate(eval_envs, lambda o, s: act_decentralized(o, s, greedy=True))
-    writer.add_scalar("eval/decentralized_return_greedy", greedy_return, global_step)
+    evaluator(global_step, writer)
     summary = {
         "algo": args.exp_name,
         "env_id": args.env_id,
         "seed": args.seed,
         "decentralized": True,
-        "decentralized_return_greedy": greedy_return,
-        "decentralized_return_sampled": evaluate(eval_envs, lambda o, s: act_decentralized(o, s, greedy=False)),
+        **evaluator.summary(),  # decentralized_return_greedy/_sampled, their maxima over training, the curves
         "joint_return_greedy": None,  # COMA has no joint policy (its critic is used for training only)
         "optimum": envs.optimum,
         "env_steps": global_step,

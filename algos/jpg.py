@@ -9,7 +9,7 @@ probabilities [1 - b - c - d, b, c, d] the expected payoff is J = -5b - 5c + 10d
 It is NOT decentralizable: executing it needs one controller that sees everything and tells every agent
 what to do. It is here as the reference every decentralized method is measured against.
 
-Proposal: "Problem" (marl-refs, shared/proposal.txt), the single joint agent.
+Method:   the single joint agent of README.md ("The trap"): not decentralizable, the upper reference.
 Run:      python algos/jpg.py --init-prob 0.9
           tensorboard --logdir runs
 """
@@ -165,14 +165,53 @@ def setup_run(args):
 
 
 @torch.no_grad()
-def evaluate(envs, act) -> float:
-    """Mean episode return of `act(obs, state) -> actions (B, N)` over one batch of episodes."""
+def evaluate(envs, act) -> dict[str, float]:
+    """One batch of episodes of `act(obs, state) -> actions (B, N)`: {"return": the mean episode return}; on
+    simple_spread also the EPyMARL paper's return of the same episodes and their colliding pair-steps (envs/mpe.py)."""
     obs, state = envs.reset()
     episode_return = torch.zeros(envs.num_envs, device=obs.device)
     for _ in range(envs.episode_length):
         obs, state, reward, _ = envs.step(act(obs, state))
         episode_return += reward
-    return episode_return.mean().item()
+    results = {"return": episode_return.mean().item()}
+    if hasattr(envs, "epymarl_return"):
+        results["epymarl_return"] = envs.epymarl_return(episode_return).mean().item()
+        results["colliding_pair_steps"] = envs.episode_collisions.float().mean().item()
+    return results
+
+
+class Evaluator:
+    """Evaluates named policies on the evaluation games (`--eval-episodes` episodes each), logs eval/* and keeps the
+    curves; the summary reports the last evaluation and the maximum over training (the EPyMARL paper's "maximum
+    returns"). Evaluation never changes training: the evaluation games draw their episodes from a generator of their
+    own, and each evaluation samples actions from a fork of torch's RNG, seeded from the run's seed and restored after.
+    """
+
+    def __init__(self, args, envs, policies: dict):
+        self.envs, self.policies = envs, policies  # {summary key, e.g. "decentralized_return_greedy": act(obs, state)}
+        self.rng = torch.Generator().manual_seed(args.seed)
+        self.forked_devices = [envs.device] if envs.device.type == "cuda" else []
+        self.curves = {"env_steps": []}
+
+    def __call__(self, global_step: int, writer) -> dict[str, float]:
+        """Evaluates every policy now; returns {summary key: mean return}."""
+        self.curves["env_steps"].append(global_step)
+        for key, act in self.policies.items():
+            with torch.random.fork_rng(devices=self.forked_devices):
+                torch.manual_seed(int(torch.randint(2**62, (), generator=self.rng)))
+                results = evaluate(self.envs, act)
+            for metric, value in results.items():
+                name = key if metric == "return" else f"{metric}/{key}"
+                self.curves.setdefault(name, []).append(value)
+                writer.add_scalar(f"eval/{name}", value, global_step)
+        return {key: self.curves[key][-1] for key in self.policies}
+
+    def summary(self) -> dict:
+        """The last evaluation of every policy (and metric), each return's maximum over training, and the curves."""
+        names = [name for name in self.curves if name != "env_steps"]
+        return {**{name: self.curves[name][-1] for name in names},
+                "max_over_training": {name: max(self.curves[name]) for name in names if "colliding" not in name},
+                "eval_curves": self.curves}
 
 
 def finish_run(args, run_name, writer, summary: dict, envs) -> dict:
@@ -278,6 +317,11 @@ def train(args: Args) -> dict:
         flat = log_probs.argmax(-1) if greedy else Categorical(logits=log_probs).sample()
         return (flat.unsqueeze(-1) // strides) % sizes
 
+    evaluator = Evaluator(args, eval_envs, {
+        "joint_return_greedy": lambda o, s: act_joint(o, s, greedy=True),
+        "joint_return_sampled": lambda o, s: act_joint(o, s, greedy=False),
+    })
+
     # ================ rollout storage: one full T-step episode from each of the B games ================
     B = args.num_envs
     state_buf = torch.zeros((T, B, envs.state_dim), device=device)
@@ -298,14 +342,17 @@ def train(args: Args) -> dict:
                 value_buf[t] = critic(state).squeeze(-1)
                 action_buf[t] = Categorical(logits=actor(state)).sample()
                 _, state, reward_buf[t], _ = envs.step((action_buf[t].unsqueeze(-1) // strides) % sizes)
+            # after the last step: a real end (matrix and private games) is worth 0; a time limit (simple_spread) is
+            # a truncation, and the game would go on from the final state, so bootstrap from V(s_T)
+            final_value = critic(state).squeeze(-1) if envs.ends_by_time_limit else torch.zeros(B, device=device)
         global_step += B * T
 
-        # ---------------- advantages: GAE over the episode, which ends in a terminal state ----------------
+        # ---------------- advantages: GAE over the episode ----------------
         with torch.no_grad():
             advantages = torch.zeros_like(reward_buf)
             last_gae = torch.zeros(B, device=device)
             for t in reversed(range(T)):
-                next_value = value_buf[t + 1] if t + 1 < T else torch.zeros(B, device=device)
+                next_value = value_buf[t + 1] if t + 1 < T else final_value
                 # delta_t = r_t + gamma V(s_{t+1}) - V(s_t);  A_t = delta_t + gamma lambda A_{t+1}
                 delta = reward_buf[t] + args.gamma * next_value - value_buf[t]
                 last_gae = delta + args.gamma * args.gae_lambda * last_gae
@@ -338,15 +385,13 @@ def train(args: Args) -> dict:
             writer.add_scalar("losses/entropy", entropy.item(), global_step)
             writer.add_scalar("charts/SPS", int(global_step / (time.time() - start_time)), global_step)
         if update in eval_at:  # the last evaluation is the summary's
-            greedy_return = evaluate(eval_envs, lambda o, s: act_joint(o, s, greedy=True))
-            writer.add_scalar("eval/joint_return_greedy", greedy_return, global_step)
+            greedy_return = evaluator(global_step, writer)["joint_return_greedy"]
             if not args.quiet:
                 print(f"update {update}/{num_updates}  step {global_step}  return {reward_buf.sum(0).mean():.2f}"
                       f"  greedy joint {greedy_return:.2f}  SPS {int(global_step / (time.time() - start_time))}")
 
     # ============================ evaluation and summary ============================
-    greedy_return = evaluate(eval_envs, lambda o, s: act_joint(o, s, greedy=True))
-    writer.add_scalar("eval/joint_return_greedy", greedy_return, global_step)
+    evaluator(global_step, writer)
     summary = {
         "algo": args.exp_name,
         "env_id": args.env_id,
@@ -354,8 +399,7 @@ def train(args: Args) -> dict:
         "decentralized": False,  # one controller picks every agent's action from the global state
         "decentralized_return_greedy": None,  # jpg has no decentralized policy to evaluate
         "decentralized_return_sampled": None,
-        "joint_return_greedy": greedy_return,
-        "joint_return_sampled": evaluate(eval_envs, lambda o, s: act_joint(o, s, greedy=False)),
+        **evaluator.summary(),  # joint_return_greedy/_sampled, their maxima over training, the curves
         "optimum": envs.optimum,
         "env_steps": global_step,
         "wall_time_s": time.time() - start_time,

@@ -24,7 +24,12 @@ of all agents and the round are known to all (and known to be known), so the pai
 pair's two observations, ck = (o_1, o_2), and that is what the pair controller reads. In the private-signal
 games (envs/private_games.py) each agent's signal is private: ck is the pair's observations without the
 signals (the env's `common_obs_dim` leading columns), and greedy evaluation takes the controller's argmax
-and, on "delegate", each agent's own argmax.
+and, on "delegate", each agent's own argmax. On simple_spread no column is common (each is measured from the
+observer), but nothing is out of range: every agent sees its own position and every other agent's and
+landmark's offset, so it can compute all absolute positions, and these are common knowledge. The env
+computes them from each agent's own observation (`common_knowledge`, envs/mpe.py: the same numbers for every
+agent up to float32 rounding), and the pair controller reads them; greedy evaluation is as with private
+information, since velocities are private.
 
 More than 2 agents: the agents are split into the FIXED pairs (0, 1), (2, 3), ...; with N odd the last agent
 acts alone on its own policy. The paper's hierarchy (pair selection by a top-level controller over
@@ -190,14 +195,53 @@ def setup_run(args):
 
 
 @torch.no_grad()
-def evaluate(envs, act) -> float:
-    """Mean episode return of `act(obs, state) -> actions (B, N)` over one batch of episodes."""
+def evaluate(envs, act) -> dict[str, float]:
+    """One batch of episodes of `act(obs, state) -> actions (B, N)`: {"return": the mean episode return}; on
+    simple_spread also the EPyMARL paper's return of the same episodes and their colliding pair-steps (envs/mpe.py)."""
     obs, state = envs.reset()
     episode_return = torch.zeros(envs.num_envs, device=obs.device)
     for _ in range(envs.episode_length):
         obs, state, reward, _ = envs.step(act(obs, state))
         episode_return += reward
-    return episode_return.mean().item()
+    results = {"return": episode_return.mean().item()}
+    if hasattr(envs, "epymarl_return"):
+        results["epymarl_return"] = envs.epymarl_return(episode_return).mean().item()
+        results["colliding_pair_steps"] = envs.episode_collisions.float().mean().item()
+    return results
+
+
+class Evaluator:
+    """Evaluates named policies on the evaluation games (`--eval-episodes` episodes each), logs eval/* and keeps the
+    curves; the summary reports the last evaluation and the maximum over training (the EPyMARL paper's "maximum
+    returns"). Evaluation never changes training: the evaluation games draw their episodes from a generator of their
+    own, and each evaluation samples actions from a fork of torch's RNG, seeded from the run's seed and restored after.
+    """
+
+    def __init__(self, args, envs, policies: dict):
+        self.envs, self.policies = envs, policies  # {summary key, e.g. "decentralized_return_greedy": act(obs, state)}
+        self.rng = torch.Generator().manual_seed(args.seed)
+        self.forked_devices = [envs.device] if envs.device.type == "cuda" else []
+        self.curves = {"env_steps": []}
+
+    def __call__(self, global_step: int, writer) -> dict[str, float]:
+        """Evaluates every policy now; returns {summary key: mean return}."""
+        self.curves["env_steps"].append(global_step)
+        for key, act in self.policies.items():
+            with torch.random.fork_rng(devices=self.forked_devices):
+                torch.manual_seed(int(torch.randint(2**62, (), generator=self.rng)))
+                results = evaluate(self.envs, act)
+            for metric, value in results.items():
+                name = key if metric == "return" else f"{metric}/{key}"
+                self.curves.setdefault(name, []).append(value)
+                writer.add_scalar(f"eval/{name}", value, global_step)
+        return {key: self.curves[key][-1] for key in self.policies}
+
+    def summary(self) -> dict:
+        """The last evaluation of every policy (and metric), each return's maximum over training, and the curves."""
+        names = [name for name in self.curves if name != "env_steps"]
+        return {**{name: self.curves[name][-1] for name in names},
+                "max_over_training": {name: max(self.curves[name]) for name in names if "colliding" not in name},
+                "eval_curves": self.curves}
 
 
 def finish_run(args, run_name, writer, summary: dict, envs) -> dict:
@@ -249,7 +293,8 @@ def mlp(in_features: int, hidden: int) -> nn.Sequential:
 
 
 class DecentralizedActor(nn.Module):
-    """pi_i(a_i | o_i) for every agent: one torso shared by all agents (o_i holds agent i's id), one head each.
+    """pi_i(a_i | o_i) for every agent: one torso shared by all agents, one head each (the matrix games put agent i's
+    id in o_i; on simple_spread nothing in o_i names the agent, and the heads tell the agents apart).
     These are the policies a pair controller delegates to (and a lone agent's policy)."""
 
     def __init__(self, obs_dim: int, action_sizes: list[int], hidden: int, init_prob: float | None):
@@ -317,8 +362,10 @@ def train(args: Args) -> dict:
     pairs, lone = pairs_of(n_agents)
 
     actor = DecentralizedActor(envs.obs_dim, action_sizes, args.hidden_size, args.init_prob).to(device)
-    # no common column (simple_spread): the controller reads a constant 1, i.e. learns one fixed distribution
-    ck_dim = max(envs.common_obs_dim, 1)
+    if hasattr(envs, "common_knowledge"):  # simple_spread: every absolute position (see the top)
+        ck_dim = envs.common_knowledge_dim
+    else:  # the common columns; with none, a constant 1 (the controller learns one fixed distribution)
+        ck_dim = max(envs.common_obs_dim, 1)
     controllers = nn.ModuleList(
         PairController(2 * ck_dim, (action_sizes[i], action_sizes[j]), args.hidden_size, args.init_prob,
                        args.init_delegate_prob)
@@ -328,11 +375,17 @@ def train(args: Args) -> dict:
     params = [*actor.parameters(), *controllers.parameters(), *critic.parameters()]
     optimizer = torch.optim.Adam(params, lr=args.learning_rate)
 
+    def common_knowledge(obs):
+        """(B, N, ck_dim): the common knowledge each agent computes from its own observation (see the top)."""
+        if hasattr(envs, "common_knowledge"):
+            return envs.common_knowledge(obs)
+        return obs[:, :, : envs.common_obs_dim] if envs.common_obs_dim else obs.new_ones(*obs.shape[:2], 1)
+
     def policy(obs):
-        """-> (per-agent log pi_i, per-pair log p_pair, per-pair log P). ck = the common part of the pair's
-        observations: their first envs.common_obs_dim columns (all of them in a matrix game; see the top)."""
+        """-> (per-agent log pi_i, per-pair log p_pair, per-pair log P). The pair controller reads both agents'
+        common knowledge: in a matrix game their whole observations; on simple_spread two copies of the same numbers."""
         own = actor(obs)
-        ck = obs[:, :, : envs.common_obs_dim] if envs.common_obs_dim else obs.new_ones(*obs.shape[:2], 1)
+        ck = common_knowledge(obs)
         ctrl = [controller(torch.cat([ck[:, i], ck[:, j]], -1)) for controller, (i, j) in zip(controllers, pairs)]
         joint = [pair_log_probs(c, own[i], own[j]) for c, (i, j) in zip(ctrl, pairs)]
         return own, ctrl, joint
@@ -375,6 +428,11 @@ def train(args: Args) -> dict:
             entropy = entropy - (own[lone].exp() * own[lone]).sum(-1)
         return log_prob, entropy
 
+    evaluator = Evaluator(args, eval_envs, {
+        "decentralized_return_greedy": lambda o, s: act(o, s, greedy=True),
+        "decentralized_return_sampled": lambda o, s: act(o, s, greedy=False),
+    })
+
     # ================ rollout storage: one full T-step episode from each of the B games ================
     B = args.num_envs
     obs_buf = torch.zeros((T, B, n_agents, envs.obs_dim), device=device)
@@ -396,14 +454,17 @@ def train(args: Args) -> dict:
                 value_buf[t] = critic(state).squeeze(-1)
                 action_buf[t] = act(obs, state, greedy=False)
                 obs, state, reward_buf[t], _ = envs.step(action_buf[t])
+            # after the last step: a real end (matrix and private games) is worth 0; a time limit (simple_spread) is
+            # a truncation, and the game would go on from the final state, so bootstrap from V(s_T)
+            final_value = critic(state).squeeze(-1) if envs.ends_by_time_limit else torch.zeros(B, device=device)
         global_step += B * T
 
-        # ---------------- advantages: GAE over the episode, which ends in a terminal state ----------------
+        # ---------------- advantages: GAE over the episode ----------------
         with torch.no_grad():
             advantages = torch.zeros_like(reward_buf)
             last_gae = torch.zeros(B, device=device)
             for t in reversed(range(T)):
-                next_value = value_buf[t + 1] if t + 1 < T else torch.zeros(B, device=device)
+                next_value = value_buf[t + 1] if t + 1 < T else final_value
                 # delta_t = r_t + gamma V(s_{t+1}) - V(s_t);  A_t = delta_t + gamma lambda A_{t+1}
                 delta = reward_buf[t] + args.gamma * next_value - value_buf[t]
                 last_gae = delta + args.gamma * args.gae_lambda * last_gae
@@ -438,23 +499,20 @@ def train(args: Args) -> dict:
             writer.add_scalar("losses/entropy", entropy.item(), global_step)
             writer.add_scalar("charts/SPS", int(global_step / (time.time() - start_time)), global_step)
         if update in eval_at:  # the last evaluation is the summary's
-            greedy_return = evaluate(eval_envs, lambda o, s: act(o, s, greedy=True))
-            writer.add_scalar("eval/decentralized_return_greedy", greedy_return, global_step)
+            greedy_return = evaluator(global_step, writer)["decentralized_return_greedy"]
             if not args.quiet:
                 print(f"update {update}/{num_updates}  step {global_step}  return {reward_buf.sum(0).mean():.2f}"
                       f"  greedy decentralized {greedy_return:.2f}  SPS {int(global_step / (time.time() - start_time))}")
 
     # ============================ evaluation and summary ============================
-    greedy_return = evaluate(eval_envs, lambda o, s: act(o, s, greedy=True))
-    writer.add_scalar("eval/decentralized_return_greedy", greedy_return, global_step)
+    evaluator(global_step, writer)
     summary = {
         "algo": args.exp_name,
         "env_id": args.env_id,
         "seed": args.seed,
         "decentralized": True,  # controllers read common knowledge only, with a shared seed (see the top)
-        "decentralized_return_greedy": greedy_return,
-        "decentralized_return_sampled": evaluate(eval_envs, lambda o, s: act(o, s, greedy=False)),
-        "joint_return_greedy": greedy_return,  # MACKRL's joint policy is P itself, and its argmax is what is executed
+        **evaluator.summary(),  # decentralized_return_greedy/_sampled, their maxima over training, the curves
+        "joint_return_greedy": evaluator.curves["decentralized_return_greedy"][-1],  # P is MACKRL's joint policy
         "optimum": envs.optimum,
         "env_steps": global_step,
         "wall_time_s": time.time() - start_time,

@@ -1,7 +1,7 @@
 """MADDPG for discrete actions: per-agent centralized critics, decentralized actors, Gumbel-softmax.
 
-Each agent i has an actor mu_i(o_i) (here: logits over its actions; one torso shared by all agents with
-the agent's id in its observation, one head per agent) and a centralized critic Q_i(s, a_1, ..., a_N)
+Each agent i has an actor mu_i(o_i) (here: logits over its actions; one torso shared by all agents and
+one head per agent; the matrix games put the agent's id in its observation) and a centralized critic Q_i(s, a_1, ..., a_N)
 that reads the state and every agent's one-hot action. The critics learn off-policy from a replay buffer
 with target networks (soft updates with tau). Actor i follows the deterministic policy gradient through
 its own critic, with the other agents' actions taken from the buffer:
@@ -13,7 +13,7 @@ full of uncooperative play yields no gradient towards cooperation; this script m
 
 Paper:    Lowe, Wu, Tamar, Harb, Abbeel, Mordatch (2017), "Multi-Agent Actor-Critic for Mixed
           Cooperative-Competitive Environments".
-Proposal: "Related Work" (marl-refs, shared/proposal.txt).
+Method:   the baselines discussion of README.md ("The trap").
 Run:      python algos/maddpg.py --init-prob 0.9
 """
 
@@ -177,14 +177,53 @@ def setup_run(args):
 
 
 @torch.no_grad()
-def evaluate(envs, act) -> float:
-    """Mean episode return of `act(obs, state) -> actions (B, N)` over one batch of episodes."""
+def evaluate(envs, act) -> dict[str, float]:
+    """One batch of episodes of `act(obs, state) -> actions (B, N)`: {"return": the mean episode return}; on
+    simple_spread also the EPyMARL paper's return of the same episodes and their colliding pair-steps (envs/mpe.py)."""
     obs, state = envs.reset()
     episode_return = torch.zeros(envs.num_envs, device=obs.device)
     for _ in range(envs.episode_length):
         obs, state, reward, _ = envs.step(act(obs, state))
         episode_return += reward
-    return episode_return.mean().item()
+    results = {"return": episode_return.mean().item()}
+    if hasattr(envs, "epymarl_return"):
+        results["epymarl_return"] = envs.epymarl_return(episode_return).mean().item()
+        results["colliding_pair_steps"] = envs.episode_collisions.float().mean().item()
+    return results
+
+
+class Evaluator:
+    """Evaluates named policies on the evaluation games (`--eval-episodes` episodes each), logs eval/* and keeps the
+    curves; the summary reports the last evaluation and the maximum over training (the EPyMARL paper's "maximum
+    returns"). Evaluation never changes training: the evaluation games draw their episodes from a generator of their
+    own, and each evaluation samples actions from a fork of torch's RNG, seeded from the run's seed and restored after.
+    """
+
+    def __init__(self, args, envs, policies: dict):
+        self.envs, self.policies = envs, policies  # {summary key, e.g. "decentralized_return_greedy": act(obs, state)}
+        self.rng = torch.Generator().manual_seed(args.seed)
+        self.forked_devices = [envs.device] if envs.device.type == "cuda" else []
+        self.curves = {"env_steps": []}
+
+    def __call__(self, global_step: int, writer) -> dict[str, float]:
+        """Evaluates every policy now; returns {summary key: mean return}."""
+        self.curves["env_steps"].append(global_step)
+        for key, act in self.policies.items():
+            with torch.random.fork_rng(devices=self.forked_devices):
+                torch.manual_seed(int(torch.randint(2**62, (), generator=self.rng)))
+                results = evaluate(self.envs, act)
+            for metric, value in results.items():
+                name = key if metric == "return" else f"{metric}/{key}"
+                self.curves.setdefault(name, []).append(value)
+                writer.add_scalar(f"eval/{name}", value, global_step)
+        return {key: self.curves[key][-1] for key in self.policies}
+
+    def summary(self) -> dict:
+        """The last evaluation of every policy (and metric), each return's maximum over training, and the curves."""
+        names = [name for name in self.curves if name != "env_steps"]
+        return {**{name: self.curves[name][-1] for name in names},
+                "max_over_training": {name: max(self.curves[name]) for name in names if "colliding" not in name},
+                "eval_curves": self.curves}
 
 
 def finish_run(args, run_name, writer, summary: dict, envs) -> dict:
@@ -236,7 +275,8 @@ def mlp(in_features: int, hidden: int) -> nn.Sequential:
 
 
 class DecentralizedActor(nn.Module):
-    """mu_i(o_i) -> logits over agent i's actions: one torso shared by all agents (o_i holds agent i's id), one
+    """mu_i(o_i) -> logits over agent i's actions: one torso shared by all agents (the matrix games put
+    agent i's id in o_i; on simple_spread the heads tell the agents apart), one
     head each. softmax(logits) is the policy the agent samples from; argmax(logits) its greedy action.
 
     This module alone is what gets deployed: each agent runs it on its own observation.
@@ -317,6 +357,11 @@ def train(args: Args) -> dict:
         logits = actor(obs)
         return torch.stack([lg.argmax(-1) if greedy else Categorical(logits=lg).sample() for lg in logits], -1)
 
+    evaluator = Evaluator(args, eval_envs, {
+        "decentralized_return_greedy": lambda o, s: act_decentralized(o, s, greedy=True),
+        "decentralized_return_sampled": lambda o, s: act_decentralized(o, s, greedy=False),
+    })
+
     # ================ replay buffer: whole episodes, axes (episode, round, agent, ...) ================
     B, C = args.num_envs, args.buffer_size
     obs_buf = torch.zeros((C, T + 1, n_agents, envs.obs_dim), device=device)  # round T: the final observation
@@ -357,7 +402,9 @@ def train(args: Args) -> dict:
             b_obs, b_state = obs_buf[episodes, rounds], state_buf[episodes, rounds]
             b_next_obs, b_next_state = obs_buf[episodes, rounds + 1], state_buf[episodes, rounds + 1]
             b_actions, b_rewards = one_hot(action_buf[episodes, rounds]), reward_buf[episodes, rounds]
-            b_not_done = (rounds + 1 < T).float()  # the episode ends by the game's rules after round T
+            # after round T: a real end (matrix and private games) is worth 0; a time limit (simple_spread) is a
+            # truncation, and the game would go on from the final observation, so bootstrap from it
+            b_not_done = ((rounds + 1 < T) | envs.ends_by_time_limit).float()
 
             # ---------------- critics: y_i = r + gamma Q_i'(s', mu_1'(o_1'), ..., mu_N'(o_N')) ----------------
             with torch.no_grad():
@@ -401,23 +448,20 @@ def train(args: Args) -> dict:
                 writer.add_scalar("losses/actor_loss", actor_loss.item(), global_step)
             writer.add_scalar("charts/SPS", int(global_step / (time.time() - start_time)), global_step)
         if iteration in eval_at:
-            greedy_return = evaluate(eval_envs, lambda o, s: act_decentralized(o, s, greedy=True))
-            writer.add_scalar("eval/decentralized_return_greedy", greedy_return, global_step)
+            greedy_return = evaluator(global_step, writer)["decentralized_return_greedy"]
             if not args.quiet:
                 print(f"iteration {iteration}/{num_iterations}  step {global_step}"
                       f"  return {episode_rewards.sum(0).mean():.2f}  greedy decentralized {greedy_return:.2f}"
                       f"  SPS {int(global_step / (time.time() - start_time))}")
 
     # ============================ evaluation and summary ============================
-    greedy_return = evaluate(eval_envs, lambda o, s: act_decentralized(o, s, greedy=True))
-    writer.add_scalar("eval/decentralized_return_greedy", greedy_return, global_step)
+    evaluator(global_step, writer)
     summary = {
         "algo": args.exp_name,
         "env_id": args.env_id,
         "seed": args.seed,
         "decentralized": True,
-        "decentralized_return_greedy": greedy_return,
-        "decentralized_return_sampled": evaluate(eval_envs, lambda o, s: act_decentralized(o, s, greedy=False)),
+        **evaluator.summary(),  # decentralized_return_greedy/_sampled, their maxima over training, the curves
         "joint_return_greedy": None,  # MADDPG has no joint policy (its critics are used for training only)
         "optimum": envs.optimum,
         "env_steps": global_step,

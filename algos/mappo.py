@@ -1,7 +1,7 @@
 """Multi-agent PPO (mappo), and IPPO with --independent-critic: the strong factored baselines.
 
-Every agent i acts with its own policy pi_i(a_i | o_i) (one torso shared by all agents, with the agent's
-id in its observation, and one head per agent) and is trained with PPO's clipped surrogate on its OWN ratio
+Every agent i acts with its own policy pi_i(a_i | o_i) (one torso shared by all agents and one head per agent;
+the matrix games put the agent's id in its observation) and is trained with PPO's clipped surrogate on its OWN ratio
     r_i = pi_i(a_i | o_i) / pi_i,old(a_i | o_i),   L = E[ min(r_i A, clip(r_i, 1 - eps, 1 + eps) A) ],
 with a centralized critic V(s) (MAPPO) or a per-agent critic V(o_i) (IPPO), GAE, and value normalization
 (a running mean and variance of the returns; the critic learns the normalized return). PPO changes the step,
@@ -185,14 +185,53 @@ def setup_run(args):
 
 
 @torch.no_grad()
-def evaluate(envs, act) -> float:
-    """Mean episode return of `act(obs, state) -> actions (B, N)` over one batch of episodes."""
+def evaluate(envs, act) -> dict[str, float]:
+    """One batch of episodes of `act(obs, state) -> actions (B, N)`: {"return": the mean episode return}; on
+    simple_spread also the EPyMARL paper's return of the same episodes and their colliding pair-steps (envs/mpe.py)."""
     obs, state = envs.reset()
     episode_return = torch.zeros(envs.num_envs, device=obs.device)
     for _ in range(envs.episode_length):
         obs, state, reward, _ = envs.step(act(obs, state))
         episode_return += reward
-    return episode_return.mean().item()
+    results = {"return": episode_return.mean().item()}
+    if hasattr(envs, "epymarl_return"):
+        results["epymarl_return"] = envs.epymarl_return(episode_return).mean().item()
+        results["colliding_pair_steps"] = envs.episode_collisions.float().mean().item()
+    return results
+
+
+class Evaluator:
+    """Evaluates named policies on the evaluation games (`--eval-episodes` episodes each), logs eval/* and keeps the
+    curves; the summary reports the last evaluation and the maximum over training (the EPyMARL paper's "maximum
+    returns"). Evaluation never changes training: the evaluation games draw their episodes from a generator of their
+    own, and each evaluation samples actions from a fork of torch's RNG, seeded from the run's seed and restored after.
+    """
+
+    def __init__(self, args, envs, policies: dict):
+        self.envs, self.policies = envs, policies  # {summary key, e.g. "decentralized_return_greedy": act(obs, state)}
+        self.rng = torch.Generator().manual_seed(args.seed)
+        self.forked_devices = [envs.device] if envs.device.type == "cuda" else []
+        self.curves = {"env_steps": []}
+
+    def __call__(self, global_step: int, writer) -> dict[str, float]:
+        """Evaluates every policy now; returns {summary key: mean return}."""
+        self.curves["env_steps"].append(global_step)
+        for key, act in self.policies.items():
+            with torch.random.fork_rng(devices=self.forked_devices):
+                torch.manual_seed(int(torch.randint(2**62, (), generator=self.rng)))
+                results = evaluate(self.envs, act)
+            for metric, value in results.items():
+                name = key if metric == "return" else f"{metric}/{key}"
+                self.curves.setdefault(name, []).append(value)
+                writer.add_scalar(f"eval/{name}", value, global_step)
+        return {key: self.curves[key][-1] for key in self.policies}
+
+    def summary(self) -> dict:
+        """The last evaluation of every policy (and metric), each return's maximum over training, and the curves."""
+        names = [name for name in self.curves if name != "env_steps"]
+        return {**{name: self.curves[name][-1] for name in names},
+                "max_over_training": {name: max(self.curves[name]) for name in names if "colliding" not in name},
+                "eval_curves": self.curves}
 
 
 def finish_run(args, run_name, writer, summary: dict, envs) -> dict:
@@ -244,7 +283,8 @@ def mlp(in_features: int, hidden: int) -> nn.Sequential:
 
 
 class DecentralizedActor(nn.Module):
-    """pi_i(a_i | o_i) for every agent: one torso shared by all agents (o_i holds agent i's id), one head each.
+    """pi_i(a_i | o_i) for every agent: one torso shared by all agents, one head each (the matrix games put agent i's
+    id in o_i; on simple_spread nothing in o_i names the agent, and the heads tell the agents apart).
 
     This module alone is what gets deployed: each agent runs it on its own observation.
     """
@@ -354,6 +394,11 @@ def train(args: Args) -> dict:
         marginals = actor(obs)
         return torch.stack([lp.argmax(-1) if greedy else Categorical(logits=lp).sample() for lp in marginals], -1)
 
+    evaluator = Evaluator(args, eval_envs, {
+        "decentralized_return_greedy": lambda o, s: act_decentralized(o, s, greedy=True),
+        "decentralized_return_sampled": lambda o, s: act_decentralized(o, s, greedy=False),
+    })
+
     # ================ rollout storage: one full T-step episode from each of the B games ================
     B = args.num_envs
     obs_buf = torch.zeros((T, B, n_agents, envs.obs_dim), device=device)
@@ -380,15 +425,21 @@ def train(args: Args) -> dict:
                     [lp.gather(1, action_buf[t, :, i : i + 1]).squeeze(1) for i, lp in enumerate(marginals)], -1
                 )
                 obs, state, reward_buf[t], _ = envs.step(action_buf[t])
+            # after the last step: a real end (matrix and private games) is worth 0; a time limit (simple_spread) is
+            # a truncation, and the game would go on from the final state, so bootstrap from V(s_T)
+            final_value = critic_values(obs, state) if envs.ends_by_time_limit else None
         global_step += B * T
 
         # ---------------- advantages: GAE on denormalized values, per agent ----------------
         with torch.no_grad():
             values = value_norm.denormalize(value_buf) if value_norm else value_buf
+            last_value = torch.zeros((B, n_agents), device=device)  # a real end
+            if final_value is not None:  # a time limit
+                last_value = value_norm.denormalize(final_value) if value_norm else final_value
             advantages = torch.zeros_like(values)
             last_gae = torch.zeros((B, n_agents), device=device)
             for t in reversed(range(T)):
-                next_value = values[t + 1] if t + 1 < T else torch.zeros((B, n_agents), device=device)
+                next_value = values[t + 1] if t + 1 < T else last_value
                 # delta_t = r_t + gamma V(s_{t+1}) - V(s_t);  A_t = delta_t + gamma lambda A_{t+1}  (shared reward)
                 delta = reward_buf[t].unsqueeze(-1) + args.gamma * next_value - values[t]
                 last_gae = delta + args.gamma * args.gae_lambda * last_gae
@@ -405,6 +456,7 @@ def train(args: Args) -> dict:
         b_old_log_probs, b_adv = log_prob_buf.flatten(0, 1), advantages.flatten(0, 1)
         b_returns, b_old_values = returns.flatten(0, 1), value_buf.flatten(0, 1)
         batch_size = B * T
+        clipfracs = []
         for _epoch in range(args.update_epochs):
             permutation = torch.randperm(batch_size, device=device)
             for mb in permutation.tensor_split(args.num_minibatches):
@@ -414,6 +466,11 @@ def train(args: Args) -> dict:
                 )
                 # each agent's own ratio r_i, averaged over all (step, agent) samples as in the paper's code
                 pg_loss = clipped_surrogate_loss(new_log_probs, b_old_log_probs[mb], b_adv[mb], args.clip_coef)
+                with torch.no_grad():  # diagnostics: how far this epoch has moved the policy from the rollout's
+                    log_ratio = new_log_probs - b_old_log_probs[mb]
+                    # http://joschu.net/blog/kl-approx.html: E[(r - 1) - log r] estimates KL(pi_old || pi)
+                    approx_kl = ((log_ratio.exp() - 1) - log_ratio).mean()
+                    clipfracs.append(((log_ratio.exp() - 1.0).abs() > args.clip_coef).float().mean().item())
                 entropy = sum(-(lp.exp() * lp).sum(-1).mean() for lp in marginals) / n_agents
                 new_values = critic_values(b_obs[mb], b_state[mb])
                 value_loss = F.huber_loss(new_values, b_returns[mb], delta=args.huber_delta, reduction="none")
@@ -436,24 +493,27 @@ def train(args: Args) -> dict:
             writer.add_scalar("losses/policy_loss", pg_loss.item(), global_step)
             writer.add_scalar("losses/value_loss", value_loss.item(), global_step)
             writer.add_scalar("losses/entropy", entropy.item(), global_step)
+            writer.add_scalar("losses/approx_kl", approx_kl.item(), global_step)
+            writer.add_scalar("losses/clipfrac", sum(clipfracs) / len(clipfracs), global_step)
+            # explained variance of the critic's (normalized) predictions at rollout time: 1 - Var[R - V] / Var[R]
+            var_returns = b_returns.var()
+            explained_var = float("nan") if var_returns == 0 else (1 - (b_returns - b_old_values).var() / var_returns).item()
+            writer.add_scalar("losses/explained_variance", explained_var, global_step)
             writer.add_scalar("charts/SPS", int(global_step / (time.time() - start_time)), global_step)
         if update in eval_at:  # the last evaluation is the summary's
-            greedy_return = evaluate(eval_envs, lambda o, s: act_decentralized(o, s, greedy=True))
-            writer.add_scalar("eval/decentralized_return_greedy", greedy_return, global_step)
+            greedy_return = evaluator(global_step, writer)["decentralized_return_greedy"]
             if not args.quiet:
                 print(f"update {update}/{num_updates}  step {global_step}  return {reward_buf.sum(0).mean():.2f}"
                       f"  greedy decentralized {greedy_return:.2f}  SPS {int(global_step / (time.time() - start_time))}")
 
     # ============================ evaluation and summary ============================
-    greedy_return = evaluate(eval_envs, lambda o, s: act_decentralized(o, s, greedy=True))
-    writer.add_scalar("eval/decentralized_return_greedy", greedy_return, global_step)
+    evaluator(global_step, writer)
     summary = {
         "algo": args.exp_name,
         "env_id": args.env_id,
         "seed": args.seed,
         "decentralized": True,
-        "decentralized_return_greedy": greedy_return,
-        "decentralized_return_sampled": evaluate(eval_envs, lambda o, s: act_decentralized(o, s, greedy=False)),
+        **evaluator.summary(),  # decentralized_return_greedy/_sampled, their maxima over training, the curves
         "joint_return_greedy": None,  # mappo has no joint policy, and its V(s) does not rank joint actions
         "independent_critic": args.independent_critic,  # True: this run is IPPO
         "optimum": envs.optimum,

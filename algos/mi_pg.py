@@ -9,7 +9,7 @@ and add lambda_t * KL(pi_jt || prod_i pi_i) to the policy-gradient loss, lambda_
 Act with the mixture (1 - alpha_t) pi_jt + alpha_t prod_i pi_i, alpha_t annealed 0 -> 1, so training
 starts collaborative and ends as a purely decentralized product-of-marginals policy.
 
-Proposal: "Minimize Mutual Information" (marl-refs, shared/proposal.txt).
+Method:   the marl-refs proposal "Minimize Mutual Information", described in README.md ("The method").
 Run:      python algos/mi_pg.py --lambda-max 5
           python algos/mi_pg.py --env-id climbing --init-prob 0.9
           tensorboard --logdir runs
@@ -183,14 +183,53 @@ def setup_run(args):
 
 
 @torch.no_grad()
-def evaluate(envs, act) -> float:
-    """Mean episode return of `act(obs, state) -> actions (B, N)` over one batch of episodes."""
+def evaluate(envs, act) -> dict[str, float]:
+    """One batch of episodes of `act(obs, state) -> actions (B, N)`: {"return": the mean episode return}; on
+    simple_spread also the EPyMARL paper's return of the same episodes and their colliding pair-steps (envs/mpe.py)."""
     obs, state = envs.reset()
     episode_return = torch.zeros(envs.num_envs, device=obs.device)
     for _ in range(envs.episode_length):
         obs, state, reward, _ = envs.step(act(obs, state))
         episode_return += reward
-    return episode_return.mean().item()
+    results = {"return": episode_return.mean().item()}
+    if hasattr(envs, "epymarl_return"):
+        results["epymarl_return"] = envs.epymarl_return(episode_return).mean().item()
+        results["colliding_pair_steps"] = envs.episode_collisions.float().mean().item()
+    return results
+
+
+class Evaluator:
+    """Evaluates named policies on the evaluation games (`--eval-episodes` episodes each), logs eval/* and keeps the
+    curves; the summary reports the last evaluation and the maximum over training (the EPyMARL paper's "maximum
+    returns"). Evaluation never changes training: the evaluation games draw their episodes from a generator of their
+    own, and each evaluation samples actions from a fork of torch's RNG, seeded from the run's seed and restored after.
+    """
+
+    def __init__(self, args, envs, policies: dict):
+        self.envs, self.policies = envs, policies  # {summary key, e.g. "decentralized_return_greedy": act(obs, state)}
+        self.rng = torch.Generator().manual_seed(args.seed)
+        self.forked_devices = [envs.device] if envs.device.type == "cuda" else []
+        self.curves = {"env_steps": []}
+
+    def __call__(self, global_step: int, writer) -> dict[str, float]:
+        """Evaluates every policy now; returns {summary key: mean return}."""
+        self.curves["env_steps"].append(global_step)
+        for key, act in self.policies.items():
+            with torch.random.fork_rng(devices=self.forked_devices):
+                torch.manual_seed(int(torch.randint(2**62, (), generator=self.rng)))
+                results = evaluate(self.envs, act)
+            for metric, value in results.items():
+                name = key if metric == "return" else f"{metric}/{key}"
+                self.curves.setdefault(name, []).append(value)
+                writer.add_scalar(f"eval/{name}", value, global_step)
+        return {key: self.curves[key][-1] for key in self.policies}
+
+    def summary(self) -> dict:
+        """The last evaluation of every policy (and metric), each return's maximum over training, and the curves."""
+        names = [name for name in self.curves if name != "env_steps"]
+        return {**{name: self.curves[name][-1] for name in names},
+                "max_over_training": {name: max(self.curves[name]) for name in names if "colliding" not in name},
+                "eval_curves": self.curves}
 
 
 def finish_run(args, run_name, writer, summary: dict, envs) -> dict:
@@ -242,7 +281,8 @@ def mlp(in_features: int, hidden: int) -> nn.Sequential:
 
 
 class DecentralizedActor(nn.Module):
-    """pi_i(a_i | o_i) for every agent: one torso shared by all agents (o_i holds agent i's id), one head each.
+    """pi_i(a_i | o_i) for every agent: one torso shared by all agents, one head each (the matrix games put agent i's
+    id in o_i; on simple_spread nothing in o_i names the agent, and the heads tell the agents apart).
 
     This module alone is what gets deployed: each agent runs it on its own observation.
     """
@@ -372,6 +412,12 @@ def train(args: Args) -> dict:
         flat = joint_head(actor.torso(obs)).argmax(-1)
         return (flat.unsqueeze(-1) // strides) % sizes
 
+    evaluator = Evaluator(args, eval_envs, {
+        "decentralized_return_greedy": lambda o, s: act_decentralized(o, s, greedy=True),
+        "decentralized_return_sampled": lambda o, s: act_decentralized(o, s, greedy=False),
+        "joint_return_greedy": act_joint_greedy,
+    })
+
     # ================ rollout storage: one full T-step episode from each of the B games ================
     B = args.num_envs
     obs_buf = torch.zeros((T, B, n_agents, envs.obs_dim), device=device)
@@ -399,14 +445,17 @@ def train(args: Args) -> dict:
                 flat_action = Categorical(logits=policy(obs, alpha)[2]).sample()
                 action_buf[t] = flat_action
                 obs, state, reward_buf[t], _ = envs.step((flat_action.unsqueeze(-1) // strides) % sizes)
+            # after the last step: a real end (matrix and private games) is worth 0; a time limit (simple_spread) is
+            # a truncation, and the game would go on from the final state, so bootstrap from V(s_T)
+            final_value = critic(state).squeeze(-1) if envs.ends_by_time_limit else torch.zeros(B, device=device)
         global_step += B * T
 
-        # ---------------- advantages: GAE over the episode, which ends in a terminal state ----------------
+        # ---------------- advantages: GAE over the episode ----------------
         with torch.no_grad():
             advantages = torch.zeros_like(reward_buf)
             last_gae = torch.zeros(B, device=device)
             for t in reversed(range(T)):
-                next_value = value_buf[t + 1] if t + 1 < T else torch.zeros(B, device=device)
+                next_value = value_buf[t + 1] if t + 1 < T else final_value
                 # delta_t = r_t + gamma V(s_{t+1}) - V(s_t);  A_t = delta_t + gamma lambda A_{t+1}
                 delta = reward_buf[t] + args.gamma * next_value - value_buf[t]
                 last_gae = delta + args.gamma * args.gae_lambda * last_gae
@@ -449,27 +498,25 @@ def train(args: Args) -> dict:
             writer.add_scalar("losses/entropy", entropy.item(), global_step)
             writer.add_scalar("charts/SPS", int(global_step / (time.time() - start_time)), global_step)
         if update in eval_at:
-            greedy_return = evaluate(eval_envs, lambda o, s: act_decentralized(o, s, greedy=True))
-            writer.add_scalar("eval/decentralized_return_greedy", greedy_return, global_step)
+            greedy_return = evaluator(global_step, writer)["decentralized_return_greedy"]
             if not args.quiet:
                 print(f"update {update}/{num_updates}  step {global_step}  return {reward_buf.sum(0).mean():.2f}"
                       f"  greedy decentralized {greedy_return:.2f}  lambda {kl_coef:.2f}  alpha {alpha:.2f}"
                       f"  KL {kl.item():.3f}  SPS {int(global_step / (time.time() - start_time))}")
 
     # ============================ evaluation and summary ============================
-    greedy_return = evaluate(eval_envs, lambda o, s: act_decentralized(o, s, greedy=True))
-    writer.add_scalar("eval/decentralized_return_greedy", greedy_return, global_step)
+    evaluator(global_step, writer)
     summary = {
         "algo": args.exp_name,
         "env_id": args.env_id,
         "seed": args.seed,
         "decentralized": True,
-        "decentralized_return_greedy": greedy_return,
-        "decentralized_return_sampled": evaluate(eval_envs, lambda o, s: act_decentralized(o, s, greedy=False)),
-        "joint_return_greedy": evaluate(eval_envs, act_joint_greedy),
+        **evaluator.summary(),  # decentralized_return_greedy/_sampled, joint_return_greedy, their maxima, curves
         "optimum": envs.optimum,
         "env_steps": global_step,
         "final_kl_joint_to_product": kl.item(),
+        "final_lambda": kl_coef,  # the schedules' last values: --lambda-max, and alpha = 1 (fully decentralized)
+        "final_alpha": alpha,
         "wall_time_s": time.time() - start_time,
     }
     if envs.tabular:

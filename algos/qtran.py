@@ -95,7 +95,8 @@ class Args:
     lambda_opt: float = 1.0
     """weight of L_opt (1.0, as in the common QTRAN implementations)"""
     lambda_nopt: float = 1.0
-    """weight of L_nopt (1.0, as in the common QTRAN implementations)"""
+    """weight of L_nopt. 1.0 here, the setting every matrix-game result was measured with; PyMARL's QTRAN config
+    weights it 0.1 (nopt_min_loss) and L_opt 1"""
     buffer_size: int = 5000
     """replay buffer capacity, in episodes"""
     batch_size: int = 128
@@ -175,14 +176,53 @@ def setup_run(args):
 
 
 @torch.no_grad()
-def evaluate(envs, act) -> float:
-    """Mean episode return of `act(obs, state) -> actions (B, N)` over one batch of episodes."""
+def evaluate(envs, act) -> dict[str, float]:
+    """One batch of episodes of `act(obs, state) -> actions (B, N)`: {"return": the mean episode return}; on
+    simple_spread also the EPyMARL paper's return of the same episodes and their colliding pair-steps (envs/mpe.py)."""
     obs, state = envs.reset()
     episode_return = torch.zeros(envs.num_envs, device=obs.device)
     for _ in range(envs.episode_length):
         obs, state, reward, _ = envs.step(act(obs, state))
         episode_return += reward
-    return episode_return.mean().item()
+    results = {"return": episode_return.mean().item()}
+    if hasattr(envs, "epymarl_return"):
+        results["epymarl_return"] = envs.epymarl_return(episode_return).mean().item()
+        results["colliding_pair_steps"] = envs.episode_collisions.float().mean().item()
+    return results
+
+
+class Evaluator:
+    """Evaluates named policies on the evaluation games (`--eval-episodes` episodes each), logs eval/* and keeps the
+    curves; the summary reports the last evaluation and the maximum over training (the EPyMARL paper's "maximum
+    returns"). Evaluation never changes training: the evaluation games draw their episodes from a generator of their
+    own, and each evaluation samples actions from a fork of torch's RNG, seeded from the run's seed and restored after.
+    """
+
+    def __init__(self, args, envs, policies: dict):
+        self.envs, self.policies = envs, policies  # {summary key, e.g. "decentralized_return_greedy": act(obs, state)}
+        self.rng = torch.Generator().manual_seed(args.seed)
+        self.forked_devices = [envs.device] if envs.device.type == "cuda" else []
+        self.curves = {"env_steps": []}
+
+    def __call__(self, global_step: int, writer) -> dict[str, float]:
+        """Evaluates every policy now; returns {summary key: mean return}."""
+        self.curves["env_steps"].append(global_step)
+        for key, act in self.policies.items():
+            with torch.random.fork_rng(devices=self.forked_devices):
+                torch.manual_seed(int(torch.randint(2**62, (), generator=self.rng)))
+                results = evaluate(self.envs, act)
+            for metric, value in results.items():
+                name = key if metric == "return" else f"{metric}/{key}"
+                self.curves.setdefault(name, []).append(value)
+                writer.add_scalar(f"eval/{name}", value, global_step)
+        return {key: self.curves[key][-1] for key in self.policies}
+
+    def summary(self) -> dict:
+        """The last evaluation of every policy (and metric), each return's maximum over training, and the curves."""
+        names = [name for name in self.curves if name != "env_steps"]
+        return {**{name: self.curves[name][-1] for name in names},
+                "max_over_training": {name: max(self.curves[name]) for name in names if "colliding" not in name},
+                "eval_curves": self.curves}
 
 
 def finish_run(args, run_name, writer, summary: dict, envs) -> dict:
@@ -219,7 +259,8 @@ def mlp(in_features: int, hidden: int, out_features: int) -> nn.Sequential:
 
 
 class AgentUtilities(nn.Module):
-    """Q_i(o_i, .) for every agent: one torso shared by all agents (o_i holds agent i's id), one head each.
+    """Q_i(o_i, .) for every agent: one torso shared by all agents, one head each (the matrix games put agent i's
+    id in o_i; on simple_spread nothing in o_i names the agent, and the heads tell the agents apart).
 
     This module alone is what gets deployed: each agent runs it on its own observation and takes its argmax.
     """
@@ -327,6 +368,11 @@ def train(args: Args) -> dict:
         q_all = q_jt(state.unsqueeze(1).expand(-1, K, -1), all_joint_actions.expand(len(state), -1, -1))
         return all_joint_actions[q_all.argmax(-1)]
 
+    evaluator = Evaluator(args, eval_envs, {
+        "decentralized_return_greedy": act_decentralized,
+        "joint_return_greedy": act_joint,  # argmax of the learned Q_jt over joint actions
+    })
+
     # ================ replay buffer: whole T-step episodes, with an agent axis ================
     C = args.buffer_size
     obs_buf = torch.zeros((C, T + 1, n_agents, envs.obs_dim), device=device)  # T + 1: the final observation
@@ -409,10 +455,8 @@ def train(args: Args) -> dict:
             writer.add_scalar("losses/nopt_loss", nopt_loss.item(), global_step)
             writer.add_scalar("values/v_jt", v.mean().item(), global_step)
             writer.add_scalar("charts/SPS", int(global_step / (time.time() - start_time)), global_step)
-        if iteration in eval_at or iteration == num_iterations:
-            with torch.no_grad():
-                greedy_return = evaluate(eval_envs, act_decentralized)
-            writer.add_scalar("eval/decentralized_return_greedy", greedy_return, global_step)
+        if iteration in eval_at or iteration == num_iterations:  # the last evaluation is the summary's
+            greedy_return = evaluator(global_step, writer)["decentralized_return_greedy"]
             if not args.quiet:
                 print(f"iteration {iteration}/{num_iterations}  step {global_step}  epsilon {epsilon:.2f}"
                       f"  return {episode_return.mean():.2f}  greedy decentralized {greedy_return:.2f}"
@@ -424,9 +468,8 @@ def train(args: Args) -> dict:
         "env_id": args.env_id,
         "seed": args.seed,
         "decentralized": True,
-        "decentralized_return_greedy": evaluate(eval_envs, act_decentralized),
+        **evaluator.summary(),  # decentralized_return_greedy, joint_return_greedy, their maxima over training, curves
         "decentralized_return_sampled": None,  # QTRAN's agents act greedily on Q_i: no stochastic policy
-        "joint_return_greedy": evaluate(eval_envs, act_joint),  # argmax of the learned Q_jt over joint actions
         "optimum": envs.optimum,
         "env_steps": global_step,
         "wall_time_s": time.time() - start_time,

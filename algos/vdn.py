@@ -108,7 +108,8 @@ class Args:
     hidden_size: int = 64
     """width of the shared utility torso"""
     double_q: bool = False
-    """if toggled, Double-DQN targets: the online network picks a', the target network values it"""
+    """if toggled, Double-DQN targets: the online network picks a', the target network values it. PyMARL's and
+    EPyMARL's configs use them; off here by default, the setting every matrix-game result was measured with"""
     max_grad_norm: float = 10.0
     """maximum norm for gradient clipping"""
 
@@ -174,14 +175,53 @@ def setup_run(args):
 
 
 @torch.no_grad()
-def evaluate(envs, act) -> float:
-    """Mean episode return of `act(obs, state) -> actions (B, N)` over one batch of episodes."""
+def evaluate(envs, act) -> dict[str, float]:
+    """One batch of episodes of `act(obs, state) -> actions (B, N)`: {"return": the mean episode return}; on
+    simple_spread also the EPyMARL paper's return of the same episodes and their colliding pair-steps (envs/mpe.py)."""
     obs, state = envs.reset()
     episode_return = torch.zeros(envs.num_envs, device=obs.device)
     for _ in range(envs.episode_length):
         obs, state, reward, _ = envs.step(act(obs, state))
         episode_return += reward
-    return episode_return.mean().item()
+    results = {"return": episode_return.mean().item()}
+    if hasattr(envs, "epymarl_return"):
+        results["epymarl_return"] = envs.epymarl_return(episode_return).mean().item()
+        results["colliding_pair_steps"] = envs.episode_collisions.float().mean().item()
+    return results
+
+
+class Evaluator:
+    """Evaluates named policies on the evaluation games (`--eval-episodes` episodes each), logs eval/* and keeps the
+    curves; the summary reports the last evaluation and the maximum over training (the EPyMARL paper's "maximum
+    returns"). Evaluation never changes training: the evaluation games draw their episodes from a generator of their
+    own, and each evaluation samples actions from a fork of torch's RNG, seeded from the run's seed and restored after.
+    """
+
+    def __init__(self, args, envs, policies: dict):
+        self.envs, self.policies = envs, policies  # {summary key, e.g. "decentralized_return_greedy": act(obs, state)}
+        self.rng = torch.Generator().manual_seed(args.seed)
+        self.forked_devices = [envs.device] if envs.device.type == "cuda" else []
+        self.curves = {"env_steps": []}
+
+    def __call__(self, global_step: int, writer) -> dict[str, float]:
+        """Evaluates every policy now; returns {summary key: mean return}."""
+        self.curves["env_steps"].append(global_step)
+        for key, act in self.policies.items():
+            with torch.random.fork_rng(devices=self.forked_devices):
+                torch.manual_seed(int(torch.randint(2**62, (), generator=self.rng)))
+                results = evaluate(self.envs, act)
+            for metric, value in results.items():
+                name = key if metric == "return" else f"{metric}/{key}"
+                self.curves.setdefault(name, []).append(value)
+                writer.add_scalar(f"eval/{name}", value, global_step)
+        return {key: self.curves[key][-1] for key in self.policies}
+
+    def summary(self) -> dict:
+        """The last evaluation of every policy (and metric), each return's maximum over training, and the curves."""
+        names = [name for name in self.curves if name != "env_steps"]
+        return {**{name: self.curves[name][-1] for name in names},
+                "max_over_training": {name: max(self.curves[name]) for name in names if "colliding" not in name},
+                "eval_curves": self.curves}
 
 
 def finish_run(args, run_name, writer, summary: dict, envs) -> dict:
@@ -211,7 +251,8 @@ def finish_run(args, run_name, writer, summary: dict, envs) -> dict:
 
 # ============================ the algorithm: networks ============================
 class DecentralizedQNetwork(nn.Module):
-    """Q_i(o_i, .) for every agent: one torso shared by all agents (o_i holds agent i's id), one head each.
+    """Q_i(o_i, .) for every agent: one torso shared by all agents, one head each (the matrix games put agent i's
+    id in o_i; on simple_spread nothing in o_i names the agent, and the heads tell the agents apart).
 
     This module alone is what gets deployed: each agent runs it on its own observation and takes the argmax.
     """
@@ -295,6 +336,11 @@ def train(args: Args) -> dict:
         best = q_tot_table(q_network(obs)).flatten(1).argmax(-1)
         return all_joint_actions[best]
 
+    evaluator = Evaluator(args, eval_envs, {
+        "decentralized_return_greedy": act_greedy,
+        "joint_return_greedy": act_joint_greedy,
+    })
+
     def act_epsilon_greedy(obs, epsilon: float):
         # every agent explores on its own coin flip, as each would when deployed alone
         greedy = act_greedy(obs, None)
@@ -346,7 +392,8 @@ def train(args: Args) -> dict:
                     next_q = chosen_q(next_target_qs, next_actions)
                 else:
                     next_q = torch.stack([q.max(-1).values for q in next_target_qs], -1)
-                # y = r + gamma (1 - done) sum_i max_a' Q_i^-(o_i', a')  (max of a sum of independent terms)
+                # y = r + gamma (1 - done) sum_i max_a' Q_i^-(o_i', a')  (max of a sum of independent terms);
+                # with --double-q, sum_i Q_i^-(o_i', argmax_a' Q_i(o_i', a'))
                 td_target = b_rewards + args.gamma * (1.0 - b_dones) * next_q.sum(-1)
             # Q_tot(s, a) = sum_i Q_i(o_i, a_i)
             q_tot = chosen_q(q_network(b_obs[:, :T]), b_actions).sum(-1)  # (batch, T)
@@ -372,24 +419,21 @@ def train(args: Args) -> dict:
             writer.add_scalar("losses/q_values", q_values.item(), global_step)
             writer.add_scalar("charts/SPS", int(global_step / (time.time() - start_time)), global_step)
         if iteration in eval_at:
-            greedy_return = evaluate(eval_envs, act_greedy)
-            writer.add_scalar("eval/decentralized_return_greedy", greedy_return, global_step)
+            greedy_return = evaluator(global_step, writer)["decentralized_return_greedy"]
             if not args.quiet:
                 print(f"iteration {iteration}/{num_iterations}  step {global_step}  return {episodic_return:.2f}"
                       f"  epsilon {epsilon:.2f}  greedy decentralized {greedy_return:.2f}"
                       f"  SPS {int(global_step / (time.time() - start_time))}")
 
     # ============================ evaluation and summary ============================
-    greedy_return = evaluate(eval_envs, act_greedy)
-    writer.add_scalar("eval/decentralized_return_greedy", greedy_return, global_step)
+    evaluator(global_step, writer)
     summary = {
         "algo": args.exp_name,
         "env_id": args.env_id,
         "seed": args.seed,
         "decentralized": True,
-        "decentralized_return_greedy": greedy_return,
+        **evaluator.summary(),  # decentralized_return_greedy, joint_return_greedy, their maxima over training, curves
         "decentralized_return_sampled": None,  # the deployed policy is the greedy one; epsilon is for training only
-        "joint_return_greedy": evaluate(eval_envs, act_joint_greedy),
         "optimum": envs.optimum,
         "env_steps": global_step,
         "wall_time_s": time.time() - start_time,

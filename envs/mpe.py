@@ -11,8 +11,16 @@ Game: ``mpe2.simple_spread_v3.parallel_env(N=3, local_ratio=0.0, max_cycles=T, c
     agent. ``BatchedMPE`` returns that number; tests/test_mpe.py checks that every agent receives it.
     Note what drops out: the -1 per collision is mpe2's *local* reward, weighted by ``local_ratio = 0``,
     so collisions cost nothing here (agents still bounce off each other). The original MPE and EPyMARL's
-    fork add the collision penalty to the shared reward, so their returns are not directly comparable
-    (README, "simple_spread").
+    fork add the collision penalty to the shared reward; ``BatchedMPE`` counts the collisions so that an
+    evaluation reports both scales exactly (``epymarl_return``, below).
+EPyMARL's scale: in the original MPE (and EPyMARL's fork of it) agent i's reward is the landmark term
+    minus 1 for every agent it collides with, itself included (``is_collision(a, a)`` is always true), and
+    with a shared reward every agent receives the sum of the three; EPyMARL sums the agents' rewards and
+    the paper (Papoudakis et al., 2021) divides by the number of agents. Per episode of T steps that is
+    ``P = 3 G - 3 T - 2 C``, G our return and C the colliding pair-steps: the number of (step, pair of
+    distinct agents) with the two centres closer than the sum of their sizes, after the step's move, as
+    the original ``is_collision``. ``BatchedMPE.episode_collisions`` counts C since the last reset;
+    tests/test_epymarl_scale.py checks it against mpe2's own ``is_collision`` on random rollouts.
 Episode length: any T >= 1 (``--episode-length``), passed to mpe2 as ``max_cycles``; the literature's
     setting is 25, the default here. ``terminate_on_success=False`` (mpe2's default, made explicit) keeps
     every episode exactly T steps long, as the lock-step interface needs: the last step is a truncation
@@ -22,18 +30,25 @@ Observations: mpe2's, unchanged: agent i sees, in this order, its own velocity (
     every landmark's position relative to it (3 x 2), every other agent's position relative to it (2 x 2),
     and the other agents' communication channels (2 x 2, always zero: the agents of simple_spread are
     silent): obs_dim = 18. There is no agent-id column; an agent's own view tells the agents apart only
-    through its contents. Parameter-sharing scripts therefore share one policy between agents here.
-Common knowledge: ``common_obs_dim = 0``. Every column is measured from the observing agent's own
-    position (or is its own position or velocity), so no column is guaranteed to equal the same
-    quantity in another agent's observation; even the landmark layout is seen relative to oneself.
-    (Mutual observation within the whole arena makes much of it inferable, but nothing is common
-    knowledge column by column, which is what ``common_obs_dim`` counts; see algos/mackrl.py.)
+    through its contents. The scripts' actors have one torso for all agents and a head per agent, so on
+    this game the heads, not an id column, tell the agents apart.
+Common knowledge: ``common_obs_dim = 0``: every column is measured from the observing agent's own
+    position (or is its own position or velocity), so no column equals the same quantity in another
+    agent's observation. But simple_spread has no range limit: each agent sees its own absolute
+    position and the offset of every other agent and landmark, so every agent can compute every
+    absolute position, and all positions are common knowledge in MACKRL's sense.
+    ``common_knowledge(obs)`` computes them from each agent's own observation alone (all agents'
+    positions in agent order, then the landmarks'): the same numbers for every agent, up to the float32
+    rounding of the observations (tests/test_epymarl_scale.py). algos/mackrl.py feeds them to its pair
+    controller.
 Global state: the env's ``state()``, which in mpe2 is every agent's observation concatenated in agent
     order (state_dim = 54). ``BatchedMPE`` builds it by reshaping the stacked observations;
     tests/test_mpe.py checks that the two are equal.
 Seeding: ``reset(seed)`` starts copy b exactly where mpe2's ``env.reset(seed=seed + b)`` starts (the
-    same PCG64 stream, the same draws); ``reset()`` draws the B seeds from torch's global RNG, so a
-    script's ``torch.manual_seed`` alone reproduces a run.
+    same PCG64 stream, the same draws); ``reset()`` draws the B seeds from a ``torch.Generator`` of the
+    env's own, seeded from torch's global RNG when the env is built (as the private-signal games do): a
+    script's ``torch.manual_seed`` alone reproduces a run, and an evaluation env's episodes never move
+    the training's random numbers.
 No tabular policy (``tabular = False``), no payoff array (``payoff = None``) and no known optimum
     (``optimum = None``): the start positions are random and continuous.
 
@@ -127,6 +142,10 @@ class BatchedMPE:
         # the world after the last step is not terminal, so value targets should bootstrap from it
         self.ends_by_time_limit = True
         self.common_obs_dim = 0  # every column is relative to the observer (module docstring)
+        self.common_knowledge_dim = 2 * (N_AGENTS + N_AGENTS)  # every agent's and landmark's absolute position
+        # the episodes' seeds come from the env's own generator (module docstring, "Seeding")
+        self._generator = torch.Generator().manual_seed(int(torch.randint(2**62, ()).item()))
+        self.episode_collisions = torch.zeros(num_envs, dtype=torch.long, device=self.device)
         self._moves = torch.tensor(self.MOVES, dtype=torch.float64, device=self.device) * self.ACCEL
         pairs = [(i, j) for i in range(N_AGENTS) for j in range(i + 1, N_AGENTS)]
         self._pair_i = torch.tensor([i for i, _ in pairs], device=self.device)
@@ -138,8 +157,7 @@ class BatchedMPE:
 
     def reset(self, seed=None):
         if seed is None:
-            # from torch's global RNG, so torch.manual_seed reproduces the episodes
-            seeds = torch.randint(2**31 - 1, (self.num_envs,)).tolist()
+            seeds = torch.randint(2**31 - 1, (self.num_envs,), generator=self._generator).tolist()
         else:
             seeds = [int(seed) + b for b in range(self.num_envs)]
         # mpe2's reset_world with np_random = PCG64(seed): each agent's then each landmark's position ~ U(-1, 1)^2,
@@ -148,6 +166,7 @@ class BatchedMPE:
         starts = torch.as_tensor(starts, dtype=torch.float64, device=self.device)
         self.agent_pos, self.landmark_pos = starts[:, :N_AGENTS].clone(), starts[:, N_AGENTS:].clone()
         self.agent_vel = torch.zeros_like(self.agent_pos)
+        self.episode_collisions = torch.zeros(self.num_envs, dtype=torch.long, device=self.device)
         self._t = 0
         return self._observe()
 
@@ -179,6 +198,32 @@ class BatchedMPE:
         # the team reward (local_ratio = 0): minus, for each landmark, the distance to its nearest agent
         to_landmarks = (self.agent_pos.unsqueeze(2) - self.landmark_pos.unsqueeze(1)).square().sum(-1).sqrt()
         rewards = -to_landmarks.min(dim=1).values.sum(-1)
+        # colliding pairs after the move, as the original MPE's is_collision: dist < the sum of the two sizes
+        pair_dist = (self.agent_pos[:, self._pair_i] - self.agent_pos[:, self._pair_j]).square().sum(-1).sqrt()
+        self.episode_collisions += (pair_dist < 2 * self.AGENT_SIZE).sum(-1)
         # lock-step: every copy is truncated at the same step (no early termination, module docstring)
         dones = torch.full((self.num_envs,), self._t >= self.episode_length, device=self.device)
         return *self._observe(), rewards.to(torch.float32), dones
+
+    def epymarl_return(self, episode_return: torch.Tensor) -> torch.Tensor:
+        """The EPyMARL paper's return of the episodes just played, from ours (module docstring, "EPyMARL's scale"):
+        P = 3 G - 3 T - 2 C, G our return (B,), T the episode length, C the colliding pair-steps counted since reset.
+        Call it at the end of an episode."""
+        return epymarl_scale(episode_return, self.episode_collisions, self._t, self.n_agents)
+
+    def common_knowledge(self, obs: torch.Tensor) -> torch.Tensor:
+        """(B, N, obs_dim) -> (B, N, 12): what agent i computes from its own observation alone, every agent's
+        absolute position (agent order) then every landmark's; the same numbers for every agent, up to the
+        float32 rounding of the observations (module docstring, "Common knowledge")."""
+        own = obs[..., 2:4]  # own absolute position
+        landmarks = own.unsqueeze(-2) + obs[..., 4 : 4 + 2 * N_AGENTS].unflatten(-1, (N_AGENTS, 2))
+        others = own.unsqueeze(-2) + obs[..., 4 + 2 * N_AGENTS : 2 + 4 * N_AGENTS].unflatten(-1, (N_AGENTS - 1, 2))
+        agents = [own[:, i] if j == i else others[:, i, j - (j > i)] for i in range(N_AGENTS) for j in range(N_AGENTS)]
+        agents = torch.stack(agents, 1).unflatten(1, (N_AGENTS, N_AGENTS)).flatten(2)  # (B, N, 2 N)
+        return torch.cat([agents, landmarks.flatten(2)], -1)
+
+
+def epymarl_scale(episode_return, colliding_pair_steps, episode_length: int, n_agents: int = N_AGENTS):
+    """P = N G - N T - 2 C (module docstring, "EPyMARL's scale"): N landmark terms per step in the summed team
+    reward, -1 per agent per step for colliding with itself, -1 for each of the two agents of a colliding pair."""
+    return n_agents * episode_return - n_agents * episode_length - 2 * colliding_pair_steps
