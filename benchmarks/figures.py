@@ -10,14 +10,15 @@
 
     python benchmarks/figures.py                      # all five, into benchmarks/figures/ (~2 min on 2 cores)
     python benchmarks/figures.py --figures trap --trap-seeds 5
+    python benchmarks/figures.py --ray-address auto   # the training runs on a running Ray cluster
+
+The training runs go through benchmarks/sweep.py and are kept in runs/figures.json (--runs): drawing again
+trains only the runs not there yet (or whose script's settings changed); --rerun trains them all again.
 """
 
 import argparse
-import json
-import os
 import sys
 import time
-from concurrent.futures import ProcessPoolExecutor
 from pathlib import Path
 
 import matplotlib
@@ -28,7 +29,8 @@ import numpy as np
 import torch
 
 sys.path.insert(0, str(Path(__file__).resolve().parents[1]))
-from benchmarks.matrix_games import ROOT, available_algos, run_one
+from benchmarks.matrix_games import available_algos
+from benchmarks.sweep import ROOT, Results, add_arguments, make_job, run_from_args
 from envs import expected_payoff, make_vec_env, resolve_payoff
 
 FIGURES = {"trap": "trap.png", "schedule": "mi_pg_schedule.png", "climbing": "climbing_curves.png",
@@ -37,12 +39,11 @@ TRAP = ("coordination-2x2", 0.9)  # the proposal's game and adversarial start
 COLORS = {"ipg": "tab:red", "mi_pg": "tab:blue"}
 
 
-def train_and_read(job: tuple[str, str, float | None, int]) -> dict[str, tuple[np.ndarray, np.ndarray]]:
-    """One training run in a worker process: every logged scalar as (steps, values)."""
-    algo, env_id, init_prob, seed = job
-    result = run_one({"algo": algo, "env_id": env_id, "init_prob": init_prob, "seed": seed, "common": {},
-                      "read_scalars": True})
-    return {tag: (np.array(steps), np.array(values)) for tag, (steps, values) in result["scalars"].items()}
+# the TensorBoard tags each figure reads
+TRAP_TAGS = ["policy/agent_0/action_0", "policy/agent_1/action_0"]
+SCHEDULE_TAGS = ["charts/lambda", "charts/alpha", "losses/kl_joint_to_product", "charts/total_correlation",
+                 "charts/episodic_return", "eval/decentralized_return_greedy"]
+CURVE_TAGS = ["charts/episodic_return"]
 
 
 def plot_trap(logs: dict, seeds: list[int], path: Path) -> None:
@@ -170,13 +171,14 @@ def simple_spread_curves(results: Path) -> tuple[dict, dict]:
     """The curves saved by benchmarks/simple_spread.py (its runs take ~20 min, so they are not redone here)."""
     if not results.exists():
         raise SystemExit(f"{results} is missing: run `python benchmarks/simple_spread.py` first")
-    saved = json.loads(results.read_text())
+    saved = Results(results)
     curves = {}
-    for run in saved["runs"]:
+    for run in saved.runs:
         # a variant's flags are listed in benchmarks/results/simple_spread.md; a panel title has room for "iql*"
         label = run["algo"] if len(run["algo"]) < 30 else run["algo"].split(":")[0] + "*"
-        curves.setdefault(label, []).append(tuple(run["curve"]))
-    reference = {"uniform random policy": saved["reference"]["random"], "always no-op": saved["reference"]["noop"]}
+        curves.setdefault(label, []).append(tuple(run["scalars"]["charts/episodic_return"]))
+    reference = {"uniform random policy": saved.extra["reference"]["random"],
+                 "always no-op": saved.extra["reference"]["noop"]}
     return curves, reference
 
 
@@ -185,25 +187,32 @@ def main():
     parser.add_argument("--figures", nargs="+", default=list(FIGURES), choices=list(FIGURES))
     parser.add_argument("--seeds", type=int, default=5, help="seeds 1..N per script on the climbing and signal curves")
     parser.add_argument("--trap-seeds", type=int, default=3, help="seeds 1..N per script on the trap figure")
-    parser.add_argument("--workers", type=int, default=os.cpu_count())
     parser.add_argument("--out-dir", default=str(ROOT / "benchmarks" / "figures"))
+    parser.add_argument("--runs", default=str(ROOT / "runs" / "figures.json"),
+                        help="where the training runs are kept (each saved as it finishes): drawing again, or after "
+                             "an interruption, trains only what is missing (--rerun: everything)")
+    add_arguments(parser, grid=False, cache=True)
     args = parser.parse_args()
     trap_seeds, seeds = list(range(1, args.trap_seeds + 1)), list(range(1, args.seeds + 1))
     climbing_algos = [a for a in available_algos() if ":" not in a]
 
-    jobs = []  # (algo, env_id, init_prob, seed); the schedule's run is also trap's mi_pg seed 1
+    env_id, init_prob = TRAP
+    jobs = []  # the schedule's run is also trap's mi_pg seed 1: the runner trains it once, with both sets of tags
     if "trap" in args.figures:
-        jobs += [(algo, *TRAP, seed) for algo in COLORS for seed in trap_seeds]
+        jobs += [make_job(algo, env_id, seed, "p=0.9", init_prob, read_scalars=TRAP_TAGS)
+                 for algo in COLORS for seed in trap_seeds]
     if "schedule" in args.figures:
-        jobs.append(("mi_pg", *TRAP, 1))
+        jobs.append(make_job("mi_pg", env_id, 1, "p=0.9", init_prob, read_scalars=SCHEDULE_TAGS))
     for game in ("climbing", "signal-climbing"):
         if game in args.figures:
-            jobs += [(algo, game, None, seed) for algo in climbing_algos for seed in seeds]
-    jobs = list(dict.fromkeys(jobs))
+            jobs += [make_job(algo, game, seed, read_scalars=CURVE_TAGS) for algo in climbing_algos for seed in seeds]
     started = time.perf_counter()
-    with ProcessPoolExecutor(max_workers=args.workers) as pool:
-        logs = dict(zip(jobs, pool.map(train_and_read, jobs)))
-    print(f"{len(jobs)} runs in {time.perf_counter() - started:.0f} s")
+    logs = {}
+    if jobs:
+        results, _ = run_from_args(jobs, args, parser, "benchmarks/figures.py", Path(args.runs).with_suffix(""))
+        logs = {(run["algo"], run["env_id"], run["init_prob"], run["seed"]):
+                {tag: (np.array(steps), np.array(values)) for tag, (steps, values) in run["scalars"].items()}
+                for run in results.runs}
 
     out = Path(args.out_dir)
     out.mkdir(parents=True, exist_ok=True)

@@ -5,26 +5,37 @@ mean ± std and min decentralized greedy return, seeds at the optimum, env steps
 seconds per run (training and evaluation, in-process), and the end-to-end seconds of one `python algos/<algo>.py` (torch import included).
 
     python benchmarks/matrix_games.py                          # everything (the README's table)
-    python benchmarks/matrix_games.py --algos mi_pg ipg --seeds 3
+    python benchmarks/matrix_games.py --algos mi_pg ipg --seeds 3 --out /tmp/mine
     python benchmarks/matrix_games.py --algos mi_pg ipg --episode-length 25 --total-timesteps 1600000 \
         --games climbing penalty --starts uniform --seeds 5 --out benchmarks/results/matrix_games_T25
+    python benchmarks/matrix_games.py --algos mi_pg --grid lambda_max=1,5 learning_rate=1e-2,3e-3 --out /tmp/grid
+    python benchmarks/matrix_games.py --ray-address auto       # on a running Ray cluster (docs/sweeps.md)
+
+Runs go through benchmarks/sweep.py: each finished run is saved in OUT.json at once, and running the same
+command again resumes an interrupted sweep (the runs already saved are not trained again).
 """
 
 import argparse
-import importlib
-import json
-import os
 import statistics
 import subprocess
 import sys
 import tempfile
 import time
-from concurrent.futures import ProcessPoolExecutor
 from pathlib import Path
 
-ROOT = Path(__file__).resolve().parents[1]
-sys.path.insert(0, str(ROOT))
-
+sys.path.insert(0, str(Path(__file__).resolve().parents[1]))
+from benchmarks.sweep import (
+    ROOT,
+    Results,
+    add_arguments,
+    common_flags,
+    load_results,
+    make_jobs,
+    parse_variant,
+    run_from_args,
+    scripts,
+    variants,
+)
 from envs import PRIVATE_GAMES, REGISTRY
 
 GAMES = list(REGISTRY) + list(PRIVATE_GAMES)  # every named game; --games picks among them
@@ -44,58 +55,15 @@ STARTS = {"uniform": None, "p=0.9": 0.9}
 
 
 def available_algos() -> list[str]:
-    scripts = {p.stem for p in (ROOT / "algos").glob("*.py") if p.stem != "__init__"}
-    known = [a for a in PREFERRED_ORDER if a.split(":")[0] in scripts]
-    return known + sorted(scripts - {a.split(":")[0] for a in known})
-
-
-def parse_variant(spec: str) -> tuple[str, dict]:
-    """'mi_pg:lambda_max=0.5,num_envs=8' -> ('mi_pg', {'lambda_max': 0.5, 'num_envs': 8}): written as an integer,
-    a value is an int"""
-    algo, _, flags = spec.partition(":")
-    overrides = {}
-    for flag in filter(None, flags.split(",")):
-        key, value = flag.split("=")
-        overrides[key] = int(value) if value.lstrip("-").isdigit() else float(value)
-    return algo, overrides
-
-
-def run_one(job: dict) -> dict:
-    """One training run in a worker process, logs in a throwaway directory.
-
-    With job["read_scalars"], the result also holds every TensorBoard scalar as {tag: (steps, values)}.
-    """
-    import torch
-
-    torch.set_num_threads(1)
-    algo, overrides = parse_variant(job["algo"])
-    module = importlib.import_module(f"algos.{algo}")
-    kwargs = dict(env_id=job["env_id"], seed=job["seed"], quiet=True, **job["common"], **overrides)
-    if job["init_prob"] is not None:
-        kwargs["init_prob"] = job["init_prob"]
-    with tempfile.TemporaryDirectory() as tmp:
-        os.chdir(tmp)
-        summary = module.train(module.Args(**kwargs))
-        if job.get("read_scalars"):
-            from tensorboard.backend.event_processing.event_accumulator import EventAccumulator
-
-            (run_dir,) = Path(tmp, "runs").iterdir()
-            logs = EventAccumulator(str(run_dir)).Reload()
-            scalars = {tag: ([e.step for e in logs.Scalars(tag)], [e.value for e in logs.Scalars(tag)])
-                       for tag in logs.Tags()["scalars"]}
-            return {**job, "summary": summary, "scalars": scalars}
-    return {**job, "summary": summary}
-
-
-def supports_init_prob(spec: str) -> bool:
-    algo, _ = parse_variant(spec)
-    return "init_prob" in importlib.import_module(f"algos.{algo}").Args.__dataclass_fields__
+    known = [a for a in PREFERRED_ORDER if a.split(":")[0] in scripts()]
+    return known + sorted(set(scripts()) - {a.split(":")[0] for a in known})
 
 
 def cli_seconds(spec: str, common: dict) -> float:
     """Wall seconds of one coordination-2x2 run from the shell, python start-up and torch import included."""
     algo, overrides = parse_variant(spec)
-    flags = [f"--{k.replace('_', '-')}={v}" for k, v in {**common, **overrides}.items()]
+    flags = [f"--{k.replace('_', '-')}" if v is True else f"--no-{k.replace('_', '-')}" if v is False
+             else f"--{k.replace('_', '-')}={v}" for k, v in {**common, **overrides}.items()]
     with tempfile.TemporaryDirectory() as tmp:
         start = time.perf_counter()
         subprocess.run([sys.executable, str(ROOT / "algos" / f"{algo}.py"), "--quiet", *flags],
@@ -156,66 +124,45 @@ def table(results: list[dict], algos: list[str], cli: dict[str, float]) -> str:
 
 def main():
     parser = argparse.ArgumentParser(description=__doc__, formatter_class=argparse.RawDescriptionHelpFormatter)
-    parser.add_argument("--algos", nargs="+", default=None, help="default: every script in algos/ (+ ablations)")
+    parser.add_argument("--algos", nargs="+", default=None,
+                        help="variants ALGO or ALGO:FLAG=VALUE,... (default: every script in algos/, + the ablation)")
     parser.add_argument("--games", nargs="+", default=list(REGISTRY), choices=GAMES,
                         help="default: the matrix games (the private-signal games on request)")
     parser.add_argument("--starts", nargs="+", default=list(STARTS), choices=list(STARTS))
-    parser.add_argument("--seeds", type=int, default=10)
+    parser.add_argument("--seeds", type=int, default=10, help="seeds 1..N")
     parser.add_argument("--episode-length", type=int, default=None, help="passed to every run (default: 1)")
     parser.add_argument("--total-timesteps", type=int, default=None, help="passed to every run (default: each script's)")
-    parser.add_argument("--workers", type=int, default=os.cpu_count())
     parser.add_argument("--report-only", action="store_true",
                         help="rebuild the Markdown tables from the saved JSON (--out) without running anything")
-    parser.add_argument("--add", action="store_true",
-                        help="keep the saved runs (--out) of the other algorithms and replace or add only these")
-    parser.add_argument("--out", default=str(ROOT / "benchmarks" / "results" / "matrix_games"))
+    parser.add_argument("--out", default=str(ROOT / "benchmarks" / "results" / "matrix_games"),
+                        help="results path without suffix: OUT.json (every run, saved as it finishes) and OUT.md")
+    add_arguments(parser)
     args = parser.parse_args()
-    algos = args.algos or available_algos()
-    common = {key: getattr(args, key) for key in ("episode_length", "total_timesteps") if getattr(args, key)}
-
     out = Path(args.out)
     if args.report_only:
-        saved = json.loads(out.with_suffix(".json").read_text())
-        algos = list(dict.fromkeys(r["algo"] for r in saved["runs"]))
-        markdown = report(saved["runs"], algos, saved["cli_seconds"], saved["footer"])
-        print(markdown)
-        out.with_suffix(".md").write_text(markdown)
+        write_report(out, load_results(out.with_suffix(".json"), parser))
         return
+    if args.seeds < 1:
+        parser.error(f"--seeds must be >= 1, got {args.seeds}")
+    algos = variants(args, parser, available_algos())
+    common = common_flags(args)
+    sweep = make_jobs(algos, args.games, list(range(1, args.seeds + 1)), {s: STARTS[s] for s in args.starts}, common)
+    results, outcome = run_from_args(sweep, args, parser, "benchmarks/matrix_games.py", out)
+    if "coordination-2x2" in args.games:  # timed from the shell for the variants trained now, or never timed
+        cli = results.extra.setdefault("cli_seconds", {})
+        timed = {j["algo"] for j in outcome.trained} | {spec for spec in algos if spec not in cli}
+        for spec in (spec for spec in algos if spec in timed):
+            cli[spec] = cli_seconds(spec, common)
+        results.save()
+    write_report(out, results)
 
-    jobs = []
-    for spec in algos:
-        for start in args.starts:
-            if STARTS[start] is not None and not supports_init_prob(spec):
-                continue  # value-based methods have no policy to initialize
-            for env_id in args.games:
-                for seed in range(1, args.seeds + 1):
-                    jobs.append({"algo": spec, "env_id": env_id, "start": start, "init_prob": STARTS[start], "seed": seed,
-                                 "common": common})
-    started = time.perf_counter()
-    with ProcessPoolExecutor(max_workers=args.workers) as pool:
-        results = list(pool.map(run_one, jobs))
-    cli = {spec: cli_seconds(spec, common) for spec in algos if "coordination-2x2" in args.games}
-    elapsed = time.perf_counter() - started
 
-    command = "python benchmarks/matrix_games.py " + " ".join(sys.argv[1:])
-    footer = (f"{len(jobs)} runs, {args.workers} worker processes, {elapsed:.0f} s in all. "
-              f"Made by `{command.strip()}`.")
-    if args.add:
-        earlier = json.loads(out.with_suffix(".json").read_text())
-        results, footer = merge_runs(earlier, results, algos, footer)
-        algos = list(dict.fromkeys([r["algo"] for r in earlier["runs"]] + algos))  # the saved order, new ones last
-        cli = {**earlier["cli_seconds"], **cli}
-    markdown = report(results, algos, cli, footer)
+def write_report(out: Path, results: Results) -> None:
+    """Prints and writes OUT.md: every run in the results file, the algorithms in the order of their first run."""
+    algos = list(dict.fromkeys(r["algo"] for r in results.runs))
+    markdown = report(results.runs, algos, results.extra.get("cli_seconds", {}), results.footer)
     print(markdown)
-    out.parent.mkdir(parents=True, exist_ok=True)
     out.with_suffix(".md").write_text(markdown)
-    out.with_suffix(".json").write_text(json.dumps({"runs": results, "cli_seconds": cli, "footer": footer}, indent=1))
-
-
-def merge_runs(earlier: dict, results: list[dict], algos: list[str], footer: str) -> tuple[list[dict], str]:
-    """--add: the saved runs of the algorithms not run now, then the new runs; the footers joined."""
-    kept = [r for r in earlier["runs"] if r["algo"] not in algos]
-    return kept + results, f"{earlier['footer']}\nThen {footer}"
 
 
 def report(results: list[dict], algos: list[str], cli: dict[str, float], footer: str) -> str:

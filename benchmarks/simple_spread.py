@@ -6,24 +6,26 @@ Writes benchmarks/results/simple_spread.{md,json}. The JSON keeps each run's sum
     python benchmarks/simple_spread.py                         # 11 scripts x 3 seeds at the defaults (2M steps)
     python benchmarks/simple_spread.py --algos mi_pg ipg --seeds 2 --total-timesteps 500000
     python benchmarks/simple_spread.py --report-only           # rebuild the Markdown from the JSON
+    python benchmarks/simple_spread.py --ray-address auto      # on a running Ray cluster (docs/sweeps.md)
+
+Runs go through benchmarks/sweep.py: each finished run is saved in the JSON at once, and running the same
+command again resumes an interrupted sweep.
 
 Returns here are the team reward summed over the 25 steps: minus the landmark-to-nearest-agent distances,
 no collision penalty (envs/mpe.py). The published numbers use another reward; `published()` converts.
 """
 
 import argparse
-import json
-import os
 import statistics
 import sys
 import time
-from concurrent.futures import ProcessPoolExecutor
 from pathlib import Path
 
 import torch
 
 sys.path.insert(0, str(Path(__file__).resolve().parents[1]))
-from benchmarks.matrix_games import ROOT, available_algos, merge_runs, run_one, score
+from benchmarks.matrix_games import available_algos, score
+from benchmarks.sweep import ROOT, add_arguments, common_flags, load_results, make_jobs, run_from_args, variants
 from envs import BatchedMPE, make_mpe_env
 
 ENV_ID = "simple_spread"
@@ -79,13 +81,6 @@ def env_speed(num_envs: int = 128, episodes: int = 8) -> dict[str, float]:
 def head_parameters(hidden: int = 64, n_agents: int = 3, n_actions: int = 5) -> dict[str, int]:
     """Output-layer parameters at mi_pg's default width: the joint head vs the N marginal heads."""
     return {"joint_head": (hidden + 1) * n_actions**n_agents, "marginal_heads": n_agents * (hidden + 1) * n_actions}
-
-
-def train(job: dict) -> dict:
-    """run_one, keeping only what the report and the figure need (the training curve, not every scalar)."""
-    result = run_one({**job, "read_scalars": True})
-    return {**{k: v for k, v in result.items() if k != "scalars"},
-            "curve": result["scalars"]["charts/episodic_return"]}
 
 
 def table(results: list[dict], algos: list[str]) -> str:
@@ -145,43 +140,36 @@ def reference_returns(episodes: int = 1000) -> dict[str, float]:
 
 def main():
     parser = argparse.ArgumentParser(description=__doc__, formatter_class=argparse.RawDescriptionHelpFormatter)
-    parser.add_argument("--algos", nargs="+", default=None, help="default: every script in algos/")
-    parser.add_argument("--seeds", type=int, default=3)
+    parser.add_argument("--algos", nargs="+", default=None,
+                        help="variants ALGO or ALGO:FLAG=VALUE,... (default: every script in algos/)")
+    parser.add_argument("--seeds", type=int, default=3, help="seeds 1..N")
     parser.add_argument("--total-timesteps", type=int, default=None, help="default: the game's (2M)")
-    parser.add_argument("--workers", type=int, default=os.cpu_count())
     parser.add_argument("--report-only", action="store_true", help="rebuild the Markdown from the saved JSON")
-    parser.add_argument("--add", action="store_true",
-                        help="keep the saved runs of the other algorithms and replace or add only these")
-    parser.add_argument("--out", default=str(ROOT / "benchmarks" / "results" / "simple_spread"))
+    parser.add_argument("--out", default=str(ROOT / "benchmarks" / "results" / "simple_spread"),
+                        help="results path without suffix: OUT.json (every run, saved as it finishes) and OUT.md")
+    add_arguments(parser)
     args = parser.parse_args()
     out = Path(args.out)
     if args.report_only:
-        markdown = report(json.loads(out.with_suffix(".json").read_text()))
-        print(markdown)
-        out.with_suffix(".md").write_text(markdown)
+        write_report(out, load_results(out.with_suffix(".json"), parser))
         return
+    if args.seeds < 1:
+        parser.error(f"--seeds must be >= 1, got {args.seeds}")
+    algos = variants(args, parser, [a for a in available_algos() if ":" not in a])
+    sweep = make_jobs(algos, [ENV_ID], list(range(1, args.seeds + 1)), common=common_flags(args, ("total_timesteps",)),
+                      read_scalars=["charts/episodic_return"])  # the training curve, for benchmarks/figures.py
+    results, outcome = run_from_args(sweep, args, parser, "benchmarks/simple_spread.py", out)
+    if outcome.trained or "speed" not in results.extra:
+        results.extra.update(speed=env_speed(), reference=reference_returns(),
+                             eval_episodes=1000)  # the scripts' default --eval-episodes
+        results.save()
+    write_report(out, results)
 
-    algos = args.algos or [a for a in available_algos() if ":" not in a]
-    common = {"total_timesteps": args.total_timesteps} if args.total_timesteps else {}
-    jobs = [{"algo": algo, "env_id": ENV_ID, "init_prob": None, "seed": seed, "common": common}
-            for algo in algos for seed in range(1, args.seeds + 1)]
-    started = time.perf_counter()
-    with ProcessPoolExecutor(max_workers=args.workers) as pool:
-        results = list(pool.map(train, jobs))
-    elapsed = time.perf_counter() - started
-    command = "python benchmarks/simple_spread.py " + " ".join(sys.argv[1:])
-    footer = (f"{len(jobs)} runs, {args.workers} worker processes on 2 cores, {elapsed:.0f} s in all. "
-              f"Made by `{command.strip()}`.")
-    if args.add:
-        results, footer = merge_runs(json.loads(out.with_suffix(".json").read_text()), results, algos, footer)
-    saved = {"runs": results, "speed": env_speed(), "reference": reference_returns(),
-             "eval_episodes": 1000,  # the scripts' default --eval-episodes
-             "footer": footer}
-    markdown = report(saved)
+
+def write_report(out: Path, results) -> None:
+    markdown = report({"runs": results.runs, **results.extra, "footer": results.footer})
     print(markdown)
-    out.parent.mkdir(parents=True, exist_ok=True)
     out.with_suffix(".md").write_text(markdown)
-    out.with_suffix(".json").write_text(json.dumps(saved, indent=1))
 
 
 if __name__ == "__main__":
