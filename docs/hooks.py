@@ -12,7 +12,8 @@ build time by what the repository holds now, so a page cannot drift from the fil
                                                       block): name, default, help text
     {{ metrics algos/mi_pg.py }}                       every tag the script logs (its writer.add_scalar calls),
                                                       one line each, described in docs/metrics.yml
-    {{ test tests/test_qtran.py::test_utility_sum_and_greedy_actions }}   a test's name and docstring
+    - {{ test tests/test_qtran.py::test_utility_sum_and_greedy_actions }}   a test's name and docstring (a list
+                                                      item may hold a directive that renders one line)
     {{ results benchmarks/results/matrix_games.md mi_pg }}   the rows of one algorithm (and its variants,
                                                       `mi_pg:...`) from every table of a results file
 
@@ -33,7 +34,7 @@ from mkdocs.exceptions import PluginError
 from mkdocs.structure.files import File
 
 ROOT = Path(__file__).resolve().parents[1]
-DIRECTIVE = re.compile(r"^\{\{\s*(?P<body>.*?)\s*\}\}\s*$")
+DIRECTIVE = re.compile(r"^(?P<bullet>\s*(?:[-*]|\d+\.)\s+)?\{\{\s*(?P<body>.*?)\s*\}\}\s*$")
 FENCE = re.compile(r"^\s*(```|~~~)")
 BANNER = re.compile(r"^(?P<indent>\s*)#\s*(?:=|-){3,}\s*(?P<title>.*?)\s*(?:=|-){3,}\s*$")
 SHARED_OPEN, SHARED_CLOSE = "# >>> shared:", "# <<< shared:"
@@ -275,8 +276,8 @@ def on_page_markdown(markdown: str, page, config, files) -> str:
             out.append(line)
             continue
         try:
-            out.append(render(match["body"]))
-        except (LookupError, SyntaxError, ValueError) as err:
+            out.append((match["bullet"] or "") + render(match["body"]))
+        except (LookupError, SyntaxError, ValueError, yaml.YAMLError) as err:
             raise PluginError(f"{page.file.src_uri}, line {number}: {{{{ {match['body']} }}}}: {err}") from None
     return "\n".join(out) + "\n"
 

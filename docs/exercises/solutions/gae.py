@@ -1,0 +1,15 @@
+"""Solution: gae. The scripts in algos/ compute the same recursion inline, in train()."""
+
+import torch
+
+
+def gae(rewards: torch.Tensor, values: torch.Tensor, next_value: torch.Tensor, gamma: float, lam: float) -> torch.Tensor:
+    T = rewards.shape[0]
+    advantages = torch.zeros_like(rewards)
+    last = torch.zeros_like(next_value)
+    for t in reversed(range(T)):
+        following = values[t + 1] if t + 1 < T else next_value
+        delta = rewards[t] + gamma * following - values[t]  # delta_t = r_t + gamma V(s_{t+1}) - V(s_t)
+        last = delta + gamma * lam * last  # A_t = delta_t + gamma lam A_{t+1}
+        advantages[t] = last
+    return advantages
