@@ -280,6 +280,23 @@ class JointActor(nn.Module):
         return F.log_softmax(self.net(state), dim=-1)
 
 
+def gae(rewards: torch.Tensor, values: torch.Tensor, final_value: torch.Tensor, gamma: float, lam: float) -> torch.Tensor:
+    """Generalized advantage estimates A_t of a batch of T-step episodes (Schulman et al., 2016), shaped like `values`.
+
+    rewards (T, B) or broadcastable to values (T, B, ...); final_value (B, ...) is what the last step bootstraps from:
+    V(s_T) of the final state when the game ends by a time limit, zeros when it really ends."""
+    advantages = torch.zeros_like(values)
+    last_gae = torch.zeros_like(final_value)
+    T = len(values)
+    for t in reversed(range(T)):
+        next_value = values[t + 1] if t + 1 < T else final_value
+        # delta_t = r_t + gamma V(s_{t+1}) - V(s_t);  A_t = delta_t + gamma lambda A_{t+1}
+        delta = rewards[t] + gamma * next_value - values[t]
+        last_gae = delta + gamma * lam * last_gae
+        advantages[t] = last_gae
+    return advantages
+
+
 def check_args(args: Args) -> None:
     check_common_args(args)
     if args.init_prob is not None and not 0.0 < args.init_prob < 1.0:
@@ -349,14 +366,7 @@ def train(args: Args) -> dict:
 
         # ---------------- advantages: GAE over the episode ----------------
         with torch.no_grad():
-            advantages = torch.zeros_like(reward_buf)
-            last_gae = torch.zeros(B, device=device)
-            for t in reversed(range(T)):
-                next_value = value_buf[t + 1] if t + 1 < T else final_value
-                # delta_t = r_t + gamma V(s_{t+1}) - V(s_t);  A_t = delta_t + gamma lambda A_{t+1}
-                delta = reward_buf[t] + args.gamma * next_value - value_buf[t]
-                last_gae = delta + args.gamma * args.gae_lambda * last_gae
-                advantages[t] = last_gae
+            advantages = gae(reward_buf, value_buf, final_value, args.gamma, args.gae_lambda)
             returns = advantages + value_buf
 
         # ---------------- the loss ----------------

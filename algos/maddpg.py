@@ -307,6 +307,13 @@ def gumbel_softmax_straight_through(logits: torch.Tensor, temperature: float) ->
     return hard + (soft - soft.detach())
 
 
+def continues_after(rounds: torch.Tensor, episode_length: int, ends_by_time_limit: bool) -> torch.Tensor:
+    """1.0 where the game goes on after round t, so the target bootstraps from s_{t+1}; 0.0 where it really ends.
+    After the last round: a real end (matrix and private games) is worth 0, but a time limit (simple_spread) is a
+    truncation, and the game would go on from the final observation, so the target bootstraps from it."""
+    return ((rounds + 1 < episode_length) | ends_by_time_limit).float()
+
+
 def check_args(args: Args) -> None:
     check_common_args(args)
     if args.init_prob is not None and not 0.0 < args.init_prob < 1.0:
@@ -402,9 +409,7 @@ def train(args: Args) -> dict:
             b_obs, b_state = obs_buf[episodes, rounds], state_buf[episodes, rounds]
             b_next_obs, b_next_state = obs_buf[episodes, rounds + 1], state_buf[episodes, rounds + 1]
             b_actions, b_rewards = one_hot(action_buf[episodes, rounds]), reward_buf[episodes, rounds]
-            # after round T: a real end (matrix and private games) is worth 0; a time limit (simple_spread) is a
-            # truncation, and the game would go on from the final observation, so bootstrap from it
-            b_not_done = ((rounds + 1 < T) | envs.ends_by_time_limit).float()
+            b_not_done = continues_after(rounds, T, envs.ends_by_time_limit)
 
             # ---------------- critics: y_i = r + gamma Q_i'(s', mu_1'(o_1'), ..., mu_N'(o_N')) ----------------
             with torch.no_grad():
