@@ -27,6 +27,9 @@ import importlib
 import itertools
 import json
 import os
+import re
+import statistics
+import subprocess
 import sys
 import tempfile
 import time
@@ -45,10 +48,15 @@ if str(ROOT) not in sys.path:
 SET_BY_THE_JOB = {"env_id": "--games", "seed": "--seeds", "init_prob": "--starts", "quiet": "the runner"}
 # Args fields that do not change a run's numbers: left out of the settings stored with each run.
 NOT_SETTINGS = {"exp_name", "quiet", "track", "wandb_project_name", "wandb_entity", "save_model"}
-# This repository, shipped to every Ray worker (its working directory and import path): the code, not the results,
-# logs, figures or docs (patterns as in .gitignore, which Ray also honours).
-RAY_RUNTIME_ENV = {"working_dir": str(ROOT), "excludes": ["/.git", "/runs", "/site", "/docs", "/benchmarks/results",
-                                                         "/benchmarks/figures", "*.png"]}
+
+
+def ray_runtime_env() -> dict:
+    """This repository, shipped to every Ray worker (its working directory and import path): the code, not the
+    results, logs, figures or docs (patterns as in .gitignore, which Ray also honours). A new dict each time:
+    ray.init rewrites the one it is given (working_dir becomes the uploaded package's URI, which a later Ray
+    instance would not have)."""
+    return {"working_dir": str(ROOT), "excludes": ["/.git", "/runs", "/site", "/docs", "/benchmarks/results",
+                                                  "/benchmarks/figures", "*.png"]}
 
 
 class SweepError(ValueError):
@@ -276,7 +284,7 @@ class Results:
         """Adds a finished run, or replaces the saved run with its key in place. A new run goes right after the
         run of the closest earlier job of the sweep that is in the file (else right before the closest later
         one, else at the end), so the order does not depend on which runs finished first, nor on interruptions."""
-        key, index = run_key(record), self.index()
+        record, key, index = normalize(record), run_key(record), self.index()
         if key in index:
             self.runs[index[key]] = record
             return
@@ -298,11 +306,15 @@ class Results:
         text = "{\"runs\": [\n" + ",\n".join(lines) + "\n],\n" + ",\n".join(rest) + "\n}\n"
         self.path.parent.mkdir(parents=True, exist_ok=True)
         temporary = self.path.with_name(f"{self.path.name}.{os.getpid()}.tmp")
-        with open(temporary, "w") as f:
-            f.write(text)
-            f.flush()
-            os.fsync(f.fileno())
-        os.replace(temporary, self.path)
+        try:
+            with open(temporary, "w") as f:
+                f.write(text)
+                f.flush()
+                os.fsync(f.fileno())
+            os.replace(temporary, self.path)
+        except BaseException:  # a crash or Ctrl-C while writing: the results file stays as it was
+            temporary.unlink(missing_ok=True)
+            raise
 
 
 def normalize(run: dict) -> dict:
@@ -355,7 +367,7 @@ class LocalPool:
                     if attempts[key] <= self.max_retries:
                         todo.append(job)
                     else:
-                        yield job, None, f"its worker process died {attempts[key]} times"
+                        yield job, None, f"its worker process died (tried {attempts[key]} times)"
                 except Exception as err:  # noqa: BLE001 (any error of the run is a failed run, not retried)
                     yield job, None, error_text(err)
             self.pool.shutdown()
@@ -374,7 +386,7 @@ class LocalPool:
 class RayCluster:
     """Each run one Ray task (num_cpus=1, `gpus_per_run` GPUs), retried up to `max_retries` times when its worker
     process or its node dies. `address` "local" starts a Ray instance here (`workers` CPUs), anything else
-    ("auto", "host:port") joins a cluster; either way with RAY_RUNTIME_ENV, which ships this repository to every
+    ("auto", "host:port") joins a cluster; either way with ray_runtime_env(), which ships this repository to every
     worker. A process already connected to Ray (a test) is used as it is, so it should connect with it too."""
 
     def __init__(self, address: str, workers: int, gpus_per_run: float, max_retries: int):
@@ -390,9 +402,9 @@ class RayCluster:
         self.ray = ray
         if not ray.is_initialized():
             if self.address == "local":
-                ray.init(num_cpus=self.workers, include_dashboard=False, runtime_env=RAY_RUNTIME_ENV)
+                ray.init(num_cpus=self.workers, include_dashboard=False, runtime_env=ray_runtime_env())
             else:
-                ray.init(address=self.address, runtime_env=RAY_RUNTIME_ENV)
+                ray.init(address=self.address, runtime_env=ray_runtime_env())
             self.started = True
         self.startup_s = time.perf_counter() - started
         return self
@@ -437,9 +449,9 @@ class SweepOutcome:
     startup_s: float
 
     def line(self) -> str:
+        startup = f" ({self.startup_s:.1f} s of it connecting to Ray)" if self.startup_s else ""
         return (f"sweep: {len(self.records) + len(self.failed)} runs, {len(self.trained)} trained now, "
-                f"{self.reused} done before, {len(self.failed)} failed; {self.wall_s:.0f} s ({self.startup_s:.1f} s backend start-up); "
-                f"{self.backend}")
+                f"{self.reused} done before, {len(self.failed)} failed; {self.wall_s:.0f} s{startup}; {self.backend}")
 
 
 def run_sweep(jobs: list[dict], results: Results, *, add: bool = False, rerun: bool = False,
@@ -515,8 +527,7 @@ def run_sweep(jobs: list[dict], results: Results, *, add: bool = False, rerun: b
                 bar.write(f"failed: {j['algo']} on {j['env_id']}, {j['start']}, seed {j['seed']}: {error}")
             else:
                 trained.append(j)
-                record = {k: v for k, v in j.items() if k != "read_scalars"}
-                results.put({**record, "settings": settings_of[key], **result}, keys)
+                results.put({**j, "settings": settings_of[key], **result}, keys)
                 line = (f"{len(trained)} runs, {description}, {time.perf_counter() - started:.0f} s in all. "
                         f"Made by `{command}`.")
                 results.footer = f"{earlier_footer}\nThen {line}" if earlier_footer else line
@@ -632,7 +643,8 @@ def run_from_args(sweep: list[dict], args: argparse.Namespace, parser: argparse.
 
 
 def main():
-    """Start-up cost of each backend: the same small sweep, local pool vs Ray, each in a fresh results file."""
+    """What Ray's start-up costs against the local pool: the same small benchmark command, end to end, once with
+    each backend per repeat (alternating; each a fresh process and a fresh results file)."""
     parser = argparse.ArgumentParser(description=main.__doc__)
     parser.add_argument("--algos", nargs="+", default=["mi_pg", "ipg"])
     parser.add_argument("--seeds", type=int, default=4)
@@ -640,27 +652,43 @@ def main():
     parser.add_argument("--workers", type=int, default=2)
     parser.add_argument("--out", default=str(ROOT / "benchmarks" / "results" / "sweep_overhead"))
     args = parser.parse_args()
-    sweep = make_jobs(args.algos, ["climbing"], list(range(1, args.seeds + 1)))
-    times = {"local pool": [], "Ray, local instance": []}
+    command = ["benchmarks/matrix_games.py", "--algos", *args.algos, "--games", "climbing", "--starts", "uniform",
+               "--seeds", str(args.seeds), "--workers", str(args.workers)]
+    backends = {"local pool": [], "Ray, local instance": ["--ray-address", "local"]}
+    times = {name: [] for name in backends}
+    load = [os.getloadavg()[0]]
     for _ in range(args.repeats):
-        for name, address in (("local pool", None), ("Ray, local instance", "local")):
+        for name, flags in backends.items():
             with tempfile.TemporaryDirectory() as tmp:
                 started = time.perf_counter()
-                outcome = run_sweep(sweep, Results(Path(tmp, "runs.json")), ray_address=address,
-                                    workers=args.workers, progress=False)
-                times[name].append((time.perf_counter() - started, outcome.startup_s))
-    lines = [(f"{len(sweep)} runs ({', '.join(args.algos)} on climbing, seeds 1-{args.seeds}, 64,000 env steps "
-              f"each), {args.workers} workers, {args.repeats} repeats, each backend started afresh:"), "",
-             "| backend | sweep wall s (median) | of which start-up s (median) | all sweeps, s |", "|---|---|---|---|"]
-    for name, values in times.items():
-        walls, startups = sorted(v[0] for v in values), sorted(v[1] for v in values)
-        lines.append(f"| {name} | {walls[len(walls) // 2]:.1f} | {startups[len(startups) // 2]:.1f} | "
-                     f"{', '.join(f'{w:.1f}' for w, _ in values)} |")
-    lines += ["", f"Made by `python benchmarks/sweep.py {' '.join(sys.argv[1:])}`.".replace("  ", " ")]
+                done = subprocess.run([sys.executable, *command, *flags, "--out", f"{tmp}/runs"], cwd=ROOT,
+                                      capture_output=True, text=True, check=True)
+                wall = time.perf_counter() - started
+            sweep = re.search(r"^sweep: .*?; (\d+) s(?: \(([\d.]+) s of it connecting to Ray\))?", done.stdout,
+                              re.MULTILINE)
+            times[name].append({"command_s": wall, "sweep_s": float(sweep[1]), "ray_init_s": float(sweep[2] or 0)})
+            load.append(os.getloadavg()[0])
+            print(name, times[name][-1])
+
+    def median(name, key):
+        return statistics.median(t[key] for t in times[name])
+
+    lines = [(f"`python {' '.join(command)} [--ray-address local]`: {len(args.algos) * args.seeds} runs of 64,000 env "
+              f"steps, {args.workers} workers; {args.repeats} repeats per backend, alternating. Medians, in seconds:"),
+             "", "| backend | whole command | the sweep | of which ray.init | every command |", "|---|---|---|---|---|"]
+    for name in backends:
+        every = ", ".join(f"{t['command_s']:.1f}" for t in times[name])
+        lines.append(f"| {name} | {median(name, 'command_s'):.1f} | {median(name, 'sweep_s'):.0f} | "
+                     f"{median(name, 'ray_init_s'):.1f} | {every} |")
+    extra = median("Ray, local instance", "command_s") - median("local pool", "command_s")
+    flags = " ".join(sys.argv[1:])
+    lines += ["", (f"Ray's extra cost on this sweep: {extra:.1f} s. One-minute load average during the measurement "
+                   f"{min(load):.1f}-{max(load):.1f} on {os.cpu_count()} cores (other jobs shared the machine)."),
+              "", f"Made by `python benchmarks/sweep.py{' ' + flags if flags else ''}`."]
     markdown = "\n".join(lines) + "\n"
     print(markdown)
     Path(args.out).with_suffix(".md").write_text(markdown)
-    Path(args.out).with_suffix(".json").write_text(json.dumps(times, indent=1))
+    Path(args.out).with_suffix(".json").write_text(json.dumps({"times": times, "load": load}, indent=1))
 
 
 if __name__ == "__main__":
