@@ -115,17 +115,21 @@ def test_a_wrong_answer_fails(check, name, tmp_path):
 
 def test_the_checker_puts_the_project_back(check):
     """After a check the project's own functions are in place again (the test modules share them)."""
-    from algos import coma, mi_pg, qmix
+    from algos import coma, ipg, jpg, mackrl, mappo, mi_pg, qmix
 
-    originals = (mi_pg.kl_joint_to_product, coma.counterfactual_baseline, vars(qmix.QMixer)["forward"])
-    for name in ("kl", "coma", "qmix"):
-        check.run_checks(name, EXERCISES / STUBS[name])
-    assert (mi_pg.kl_joint_to_product, coma.counterfactual_baseline, vars(qmix.QMixer)["forward"]) == originals
+    def project():
+        return (mi_pg.kl_joint_to_product, coma.counterfactual_baseline, vars(qmix.QMixer)["forward"],
+                *(module.gae for module in (mi_pg, ipg, jpg, mappo, mackrl)))
+
+    originals = project()
+    for name, stub in STUBS.items():
+        check.run_checks(name, EXERCISES / stub)
+    assert project() == originals
 
 
 def test_command_line(check, capsys):
     assert check.main(["gae", str(EXERCISES / "solutions" / "gae.py")]) == 0
-    assert "5 of 5 checks pass" in capsys.readouterr().out
+    assert "6 of 6 checks pass" in capsys.readouterr().out
     assert check.main(["gae", str(EXERCISES / "gae.py")]) == 1
     assert check.main(["--list"]) == 0
     assert check.main([]) == 2

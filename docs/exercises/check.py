@@ -9,7 +9,7 @@
 Start from the stub beside this file (docs/exercises/<exercise>.py): copy it, fill it in, check it. The checker
 loads your file, puts your function where the project's own one lives (in algos/ and in the test module), runs the
 tests from tests/ that check that function, and puts everything back. For QMIX's mixer and for GAE it also runs
-checks of its own, listed below. It exits 0 when every check passes, 1 when one fails, 2 on bad usage.
+checks of its own, listed below (`--list`). It exits 0 when every check passes, 1 when one fails, 2 on bad usage.
 """
 
 from __future__ import annotations
@@ -34,7 +34,7 @@ import torch
 @dataclass
 class Exercise:
     function: str  # what the student's file defines
-    project: str  # where the project's own version lives, "module:attribute" or "module:Class.method"
+    project: list[str]  # where the project's own versions live, "module:attribute" or "module:Class.method"
     test_file: str  # the project's tests of it, in tests/
     tests: list[str]  # the test functions to run (parametrized ones run every case)
     test_module_names: list[str] = field(default_factory=list)  # names the test module imported directly
@@ -113,7 +113,7 @@ def gae_leaves_its_inputs_alone(gae, _reference=None) -> None:
 EXERCISES = {
     "kl": Exercise(
         function="kl_joint_to_product",
-        project="algos.mi_pg:kl_joint_to_product",
+        project=["algos.mi_pg:kl_joint_to_product"],
         test_file="test_proposal_math.py",
         test_module_names=["kl_joint_to_product"],
         tests=["test_kl_matches_numpy", "test_kl_is_zero_for_a_product_and_positive_for_a_correlated_policy",
@@ -122,14 +122,14 @@ EXERCISES = {
     ),
     "coma": Exercise(
         function="counterfactual_baseline",
-        project="algos.coma:counterfactual_baseline",
+        project=["algos.coma:counterfactual_baseline"],
         test_file="test_coma_maddpg.py",
         tests=["test_coma_baseline_equals_brute_force_over_each_counterfactual_action",
                "test_coma_baseline_adds_nothing_to_the_expected_gradient"],
     ),
     "qmix": Exercise(
         function="forward",
-        project="algos.qmix:QMixer.forward",
+        project=["algos.qmix:QMixer.forward"],
         test_file="test_value_factorization.py",
         tests=["test_qmix_mixer_is_monotonic", "test_the_monotonicity_check_catches_a_negative_weight",
                "test_q_tot_tables_match_the_mixers_cell_by_cell"],
@@ -137,9 +137,9 @@ EXERCISES = {
     ),
     "gae": Exercise(
         function="gae",
-        project="",  # the scripts compute GAE inline in train(): there is no project function to swap out
-        test_file="",
-        tests=[],
+        project=[f"algos.{script}:gae" for script in ("mi_pg", "ipg", "jpg", "mappo", "mackrl")],
+        test_file="test_time_limits.py",
+        tests=["test_gae_against_hand_computation"],
         own_checks=[gae_lambda_one_is_the_monte_carlo_return, gae_lambda_zero_is_the_td_error,
                     gae_matches_the_definition, gae_terminal_end_is_next_value_zero, gae_leaves_its_inputs_alone],
     ),
@@ -164,16 +164,17 @@ def load_student(exercise: Exercise, path: Path):
     return getattr(module, exercise.function)
 
 
-def project_target(exercise: Exercise) -> tuple[object, str] | None:
-    """(owner, attribute) of the project's own version: a module and a function, or a class and a method."""
-    if not exercise.project:
-        return None
-    module_name, attribute = exercise.project.split(":")
-    owner = importlib.import_module(module_name)
-    *classes, name = attribute.split(".")
-    for cls in classes:
-        owner = getattr(owner, cls)
-    return owner, name
+def project_targets(exercise: Exercise) -> list[tuple[object, str]]:
+    """(owner, attribute) of each of the project's own versions: a module and a function, or a class and a method."""
+    targets = []
+    for location in exercise.project:
+        module_name, attribute = location.split(":")
+        owner = importlib.import_module(module_name)
+        *classes, name = attribute.split(".")
+        for cls in classes:
+            owner = getattr(owner, cls)
+        targets.append((owner, name))
+    return targets
 
 
 class Patched:
@@ -219,8 +220,8 @@ def run_checks(name: str, student_path: str | Path) -> list[tuple[str, bool, str
     """[(check name, passed, what went wrong)] for the student's file."""
     exercise = EXERCISES[name]
     student = load_student(exercise, Path(student_path))
-    targets = [target] if (target := project_target(exercise)) else []
-    reference = vars(target[0])[target[1]] if target else None
+    targets = project_targets(exercise)
+    reference = vars(targets[0][0])[targets[0][1]]  # the project's own version, for the checks that compare
     test_module = None
     if exercise.test_file:
         test_module = load_file(ROOT / "tests" / exercise.test_file, f"marl_refs_checks_{Path(exercise.test_file).stem}")

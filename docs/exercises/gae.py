@@ -1,11 +1,9 @@
-"""Exercise: generalized advantage estimation (every actor-critic script in algos/ computes it in train()).
+"""Exercise: generalized advantage estimation (`gae` in algos/mi_pg.py, ipg.py, jpg.py, mappo.py and mackrl.py).
 
-Fill in `gae`, then check it:
+Fill in `gae`, then check it with the project's own test and the checker's checks (the definition term by term,
+and its two ends: lambda = 1, the Monte Carlo return minus the baseline; lambda = 0, the one-step TD error):
 
     python docs/exercises/check.py gae docs/exercises/gae.py      (or your copy of this file)
-
-The scripts compute GAE inline, so the checks here are the checker's own: the definition term by term, and its
-two ends, lambda = 1 (the Monte Carlo return minus the baseline) and lambda = 0 (the one-step TD error).
 """
 
 import torch
@@ -15,7 +13,7 @@ def gae(rewards: torch.Tensor, values: torch.Tensor, next_value: torch.Tensor, g
     """Advantages of one T-step episode in each of B games.
 
     rewards:    (T, B), r_t
-    values:     (T, B), V(s_t) for t = 0 .. T-1
+    values:     (T, B), V(s_t) for t = 0 .. T-1 (MAPPO passes (T, B, N), one value per agent: keep to shapes)
     next_value: (B,),   V(s_T), the value after the last step: 0 when the episode really ended (a matrix game),
                         the critic's value of the final state when it was cut by a time limit (simple_spread)
     returns:    (T, B), A_t = sum_{l >= 0} (gamma lam)^l delta_{t+l},  delta_t = r_t + gamma V(s_{t+1}) - V(s_t)
