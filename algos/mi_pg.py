@@ -120,6 +120,13 @@ class Args:
     """fraction of training at which alpha reaches 1; after it the agents act fully decentralized"""
     alpha_shape: Literal["linear", "cosine"] = "cosine"
     """shape of alpha's ramp"""
+    update_epochs: int = 1
+    """passes over each batch. 1: the proposal's plain policy gradient, one step per batch. More: PPO-style, each
+    pass minimizes the clipped surrogate of pi_mix's probability ratio (--clip-coef) instead, as MAPPO does"""
+    num_minibatches: int = 1
+    """minibatches per pass over the batch (split over environment steps)"""
+    clip_coef: float = 0.2
+    """PPO's clipping epsilon for pi_mix's ratio; only used with --update-epochs > 1"""
 
 
 # >>> shared:boilerplate (every script in algos/ has this block; tests/test_shared_blocks.py keeps the copies identical)
@@ -395,6 +402,15 @@ def check_args(args: Args) -> None:
             raise ValueError(f"--{flag.replace('_', '-')} must lie in [0, 1], got {getattr(args, flag)}")
     if args.hidden_size < 1:
         raise ValueError(f"--hidden-size must be >= 1, got {args.hidden_size}")
+    for flag in ("update_epochs", "num_minibatches"):
+        if getattr(args, flag) < 1:
+            raise ValueError(f"--{flag.replace('_', '-')} must be >= 1, got {getattr(args, flag)}")
+    if not 0.0 < args.clip_coef < 1.0:
+        raise ValueError(f"--clip-coef must lie strictly between 0 and 1, got {args.clip_coef}")
+    steps_per_batch = args.num_envs * make_envs(args, 1).episode_length
+    if args.num_minibatches > steps_per_batch:
+        raise ValueError(f"--num-minibatches ({args.num_minibatches}) exceeds the environment steps per batch"
+                         f" (--num-envs x --episode-length = {steps_per_batch})")
 
 
 def train(args: Args) -> dict:
@@ -442,6 +458,7 @@ def train(args: Args) -> dict:
     action_buf = torch.zeros((T, B), dtype=torch.long, device=device)  # flat joint-action index
     reward_buf = torch.zeros((T, B), device=device)
     value_buf = torch.zeros((T, B), device=device)
+    log_prob_buf = torch.zeros((T, B), device=device)  # log pi_mix(a_t | s_t) of the policy that acted
 
     num_updates = args.total_timesteps // (B * T)
     eval_at = {round(num_updates * (k + 1) / (args.num_evals + 1)) for k in range(args.num_evals)} - {num_updates}
@@ -459,7 +476,9 @@ def train(args: Args) -> dict:
             for t in range(T):
                 obs_buf[t], state_buf[t] = obs, state
                 value_buf[t] = critic(state).squeeze(-1)
-                flat_action = Categorical(logits=policy(obs, alpha)[2]).sample()
+                acting = Categorical(logits=policy(obs, alpha)[2])
+                flat_action = acting.sample()
+                log_prob_buf[t] = acting.log_prob(flat_action)
                 action_buf[t] = flat_action
                 obs, state, reward_buf[t], _ = envs.step((flat_action.unsqueeze(-1) // strides) % sizes)
             # after the last step: a real end (matrix and private games) is worth 0; a time limit (simple_spread) is
@@ -472,25 +491,38 @@ def train(args: Args) -> dict:
             advantages = gae(reward_buf, value_buf, final_value, args.gamma, args.gae_lambda)
             returns = advantages + value_buf
 
-        # ---------------- the loss ----------------
+        # ---------------- the loss (one step per batch, or PPO-style passes with --update-epochs) ----------------
         b_obs, b_state = obs_buf.flatten(0, 1), state_buf.flatten(0, 1)
         b_actions, b_adv, b_returns = action_buf.flatten(), advantages.flatten(), returns.flatten()
+        b_old_log_probs = log_prob_buf.flatten()
         if args.norm_adv and b_adv.numel() > 1:
             b_adv = (b_adv - b_adv.mean()) / (b_adv.std() + 1e-8)
-        joint_log_probs, prod_log_probs, mix_log_probs = policy(b_obs, alpha)
-        # policy gradient on the acting policy:  -E[ A(s, a) log pi_mix(a | s) ]
-        pg_loss = -(b_adv * mix_log_probs.gather(1, b_actions.unsqueeze(1)).squeeze(1)).mean()
-        # the proposal's penalty:  lambda_t * KL(pi_jt(.|s) || prod_i pi_i(.|o_i)), averaged over visited states
-        kl = kl_joint_to_product(joint_log_probs, prod_log_probs).mean()
-        # entropy of the acting policy H(pi_mix), exact over the joint action space
-        entropy = -(mix_log_probs.exp() * mix_log_probs).sum(-1).mean()
-        value_loss = 0.5 * (critic(b_state).squeeze(-1) - b_returns).pow(2).mean()
-        loss = pg_loss + kl_coef * kl - args.ent_coef * entropy + args.vf_coef * value_loss
+        for _epoch in range(args.update_epochs):
+            # one minibatch: the whole batch in order (no shuffle, no random numbers drawn)
+            order = torch.randperm(B * T, device=device) if args.num_minibatches > 1 else torch.arange(B * T, device=device)
+            for mb in order.tensor_split(args.num_minibatches):
+                joint_log_probs, prod_log_probs, mix_log_probs = policy(b_obs[mb], alpha)
+                taken_log_probs = mix_log_probs.gather(1, b_actions[mb].unsqueeze(1)).squeeze(1)
+                if args.update_epochs == 1:
+                    # policy gradient on the acting policy:  -E[ A(s, a) log pi_mix(a | s) ]
+                    pg_loss = -(b_adv[mb] * taken_log_probs).mean()
+                else:
+                    # PPO's clipped surrogate on the acting policy, r = pi_mix(a | s) / pi_mix_old(a | s):
+                    # -E[ min(r A, clip(r, 1 - eps, 1 + eps) A) ]; its gradient at r = 1 is the line above's
+                    ratio = (taken_log_probs - b_old_log_probs[mb]).exp()
+                    clipped = ratio.clamp(1.0 - args.clip_coef, 1.0 + args.clip_coef)
+                    pg_loss = -torch.min(ratio * b_adv[mb], clipped * b_adv[mb]).mean()
+                # the proposal's penalty:  lambda_t * KL(pi_jt(.|s) || prod_i pi_i(.|o_i)), averaged over visited states
+                kl = kl_joint_to_product(joint_log_probs, prod_log_probs).mean()
+                # entropy of the acting policy H(pi_mix), exact over the joint action space
+                entropy = -(mix_log_probs.exp() * mix_log_probs).sum(-1).mean()
+                value_loss = 0.5 * (critic(b_state[mb]).squeeze(-1) - b_returns[mb]).pow(2).mean()
+                loss = pg_loss + kl_coef * kl - args.ent_coef * entropy + args.vf_coef * value_loss
 
-        optimizer.zero_grad()
-        loss.backward()
-        nn.utils.clip_grad_norm_(params, args.max_grad_norm)
-        optimizer.step()
+                optimizer.zero_grad()
+                loss.backward()
+                nn.utils.clip_grad_norm_(params, args.max_grad_norm)
+                optimizer.step()
 
         # ============================ logging (CleanRL's names) ============================
         if update % log_every == 0 or update == num_updates:
