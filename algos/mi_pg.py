@@ -38,6 +38,50 @@ from envs import make_vec_env
 
 @dataclass
 class Args:
+    # Algorithm-specific arguments
+    init_prob: float | None = None
+    """start every agent playing action 0 with this probability (the rest uniform), and the joint head
+    at the product of those; the proposal's adversarial start is 0.9. Default: uniform"""
+    learning_rate: float = 1e-2
+    """Adam learning rate for all networks"""
+    hidden_size: int = 64
+    """width of the shared torso, the joint head and the critic"""
+    gamma: float = 0.99
+    """discount factor"""
+    gae_lambda: float = 0.95
+    """lambda of generalized advantage estimation"""
+    norm_adv: bool = True
+    """if toggled, normalize advantages within each batch"""
+    ent_coef: float = 0.1
+    """coefficient of the entropy bonus (entropy of the acting mixture policy). 0.1, not the usual 0.01: at 0.01
+    the joint head settles on one guess of a private signal before it learns to read the signal
+    (signal-climbing, 10 seeds: mean 16.5 at 0.01, 20.5 at 0.1; README, "Private-signal games")"""
+    vf_coef: float = 0.5
+    """coefficient of the value loss"""
+    max_grad_norm: float = 0.5
+    """maximum norm for gradient clipping"""
+    lambda_max: float = 5.0
+    """final weight of KL(pi_jt || prod_i pi_i) in the loss (>= 0)"""
+    lambda_start: float = 0.0
+    """fraction of training at which lambda starts rising from 0"""
+    lambda_end: float = 0.5
+    """fraction of training at which lambda reaches --lambda-max"""
+    lambda_shape: Literal["linear", "cosine"] = "cosine"
+    """shape of lambda's ramp"""
+    alpha_start: float = 0.25
+    """fraction of training at which alpha (the weight of the product policy) starts rising from 0"""
+    alpha_end: float = 0.75
+    """fraction of training at which alpha reaches 1; after it the agents act fully decentralized"""
+    alpha_shape: Literal["linear", "cosine"] = "cosine"
+    """shape of alpha's ramp"""
+    update_epochs: int = 1
+    """passes over each batch. 1: the proposal's plain policy gradient, one step per batch. More: PPO-style, each
+    pass minimizes the clipped surrogate of pi_mix's probability ratio (--clip-coef) instead, as MAPPO does"""
+    num_minibatches: int = 1
+    """minibatches per pass over the batch (split over environment steps)"""
+    clip_coef: float = 0.2
+    """PPO's clipping epsilon for pi_mix's ratio; only used with --update-epochs > 1"""
+
     # >>> shared:args (every script in algos/ has these fields; tests/test_shared_blocks.py keeps the copies identical)
     exp_name: str = os.path.basename(__file__)[: -len(".py")]
     """the name of this experiment (defaults to the script's name)"""
@@ -84,51 +128,316 @@ class Args:
     """evaluations during training (plus one at the end)"""
     # <<< shared:args
 
-    # Algorithm-specific arguments
-    init_prob: float | None = None
-    """start every agent playing action 0 with this probability (the rest uniform), and the joint head
-    at the product of those; the proposal's adversarial start is 0.9. Default: uniform"""
-    learning_rate: float = 1e-2
-    """Adam learning rate for all networks"""
-    hidden_size: int = 64
-    """width of the shared torso, the joint head and the critic"""
-    gamma: float = 0.99
-    """discount factor"""
-    gae_lambda: float = 0.95
-    """lambda of generalized advantage estimation"""
-    norm_adv: bool = True
-    """if toggled, normalize advantages within each batch"""
-    ent_coef: float = 0.1
-    """coefficient of the entropy bonus (entropy of the acting mixture policy). 0.1, not the usual 0.01: at 0.01
-    the joint head settles on one guess of a private signal before it learns to read the signal
-    (signal-climbing, 10 seeds: mean 16.5 at 0.01, 20.5 at 0.1; README, "Private-signal games")"""
-    vf_coef: float = 0.5
-    """coefficient of the value loss"""
-    max_grad_norm: float = 0.5
-    """maximum norm for gradient clipping"""
-    lambda_max: float = 5.0
-    """final weight of KL(pi_jt || prod_i pi_i) in the loss (>= 0)"""
-    lambda_start: float = 0.0
-    """fraction of training at which lambda starts rising from 0"""
-    lambda_end: float = 0.5
-    """fraction of training at which lambda reaches --lambda-max"""
-    lambda_shape: Literal["linear", "cosine"] = "cosine"
-    """shape of lambda's ramp"""
-    alpha_start: float = 0.25
-    """fraction of training at which alpha (the weight of the product policy) starts rising from 0"""
-    alpha_end: float = 0.75
-    """fraction of training at which alpha reaches 1; after it the agents act fully decentralized"""
-    alpha_shape: Literal["linear", "cosine"] = "cosine"
-    """shape of alpha's ramp"""
-    update_epochs: int = 1
-    """passes over each batch. 1: the proposal's plain policy gradient, one step per batch. More: PPO-style, each
-    pass minimizes the clipped surrogate of pi_mix's probability ratio (--clip-coef) instead, as MAPPO does"""
-    num_minibatches: int = 1
-    """minibatches per pass over the batch (split over environment steps)"""
-    clip_coef: float = 0.2
-    """PPO's clipping epsilon for pi_mix's ratio; only used with --update-epochs > 1"""
+
+# ============================ the algorithm: networks ============================
+def initial_log_probs(num_actions: int, init_prob: float | None) -> torch.Tensor:
+    """log pi(a) at the start: uniform, or P on action 0 and (1 - P) / (n - 1) on each other action."""
+    if init_prob is None:
+        return torch.full((num_actions,), -math.log(num_actions))
+    rest = math.log((1.0 - init_prob) / (num_actions - 1))
+    return torch.tensor([math.log(init_prob)] + [rest] * (num_actions - 1))
 
 
+def output_layer(in_features: int, log_probs: torch.Tensor) -> nn.Linear:
+    """A final layer whose softmax starts exactly at `log_probs` for every input (zero weights)."""
+    layer = nn.Linear(in_features, len(log_probs))
+    nn.init.zeros_(layer.weight)
+    with torch.no_grad():
+        layer.bias.copy_(log_probs)
+    return layer
+
+
+def mlp(in_features: int, hidden: int) -> nn.Sequential:
+    return nn.Sequential(nn.Linear(in_features, hidden), nn.Tanh(), nn.Linear(hidden, hidden), nn.Tanh())
+
+
+class DecentralizedActor(nn.Module):
+    """pi_i(a_i | o_i) for every agent: one torso shared by all agents, one head each (the matrix games put agent i's
+    id in o_i; on simple_spread nothing in o_i names the agent, and the heads tell the agents apart).
+
+    This module alone is what gets deployed: each agent runs it on its own observation.
+    """
+
+    def __init__(self, obs_dim: int, action_sizes: list[int], hidden: int, init_prob: float | None):
+        super().__init__()
+        self.torso = mlp(obs_dim, hidden)
+        self.heads = nn.ModuleList(output_layer(hidden, initial_log_probs(n, init_prob)) for n in action_sizes)
+
+    def marginal_log_probs(self, features: torch.Tensor) -> list[torch.Tensor]:
+        """features (B, N, hidden) -> [log pi_i(. | o_i) of shape (B, |A_i|) for each agent i]"""
+        return [F.log_softmax(head(features[:, i]), dim=-1) for i, head in enumerate(self.heads)]
+
+    def forward(self, obs: torch.Tensor) -> list[torch.Tensor]:
+        return self.marginal_log_probs(self.torso(obs))
+
+
+class JointHead(nn.Module):
+    """pi_jt(a | s) over all joint actions. It reads the global state s = (o_1, ..., o_N) through the
+    actor's shared torso, so most of its parameters are the decentralized actor's."""
+
+    def __init__(self, n_agents: int, action_sizes: list[int], hidden: int, init_prob: float | None):
+        super().__init__()
+        # start at the product of the agents' initial policies (zero correlation, KL = 0)
+        product = product_log_probs([initial_log_probs(n, init_prob).unsqueeze(0) for n in action_sizes])[0]
+        self.net = nn.Sequential(nn.Linear(n_agents * hidden, hidden), nn.Tanh(), output_layer(hidden, product))
+
+    def forward(self, features: torch.Tensor) -> torch.Tensor:
+        """features (B, N, hidden) -> log pi_jt(. | s) of shape (B, prod_i |A_i|), agent 0's action most significant"""
+        return F.log_softmax(self.net(features.flatten(1)), dim=-1)
+
+
+# ============================ the algorithm: the three distributions ============================
+def product_log_probs(marginal_log_probs: list[torch.Tensor]) -> torch.Tensor:
+    """log prod_i pi_i(a_i) for every joint action: (B, prod_i |A_i|), same order as the joint head."""
+    n_agents = len(marginal_log_probs)
+    total = 0
+    for i, log_probs in enumerate(marginal_log_probs):
+        total = total + log_probs.reshape([log_probs.shape[0]] + [-1 if j == i else 1 for j in range(n_agents)])
+    return total.flatten(1)
+
+
+def kl_joint_to_product(joint_log_probs: torch.Tensor, product_log_probs: torch.Tensor) -> torch.Tensor:
+    """KL(pi_jt || prod_i pi_i) per state, exact over the joint action space, from log-probabilities only."""
+    # KL = sum_a pi_jt(a) * (log pi_jt(a) - log prod_i pi_i(a_i)); exp of a log-softmax never overflows, and
+    # where pi_jt(a) underflows to 0 the finite log-difference keeps the term at exactly 0 (no 0 * inf).
+    return (joint_log_probs.exp() * (joint_log_probs - product_log_probs)).sum(-1)
+
+
+def total_correlation(joint_log_probs: torch.Tensor, action_sizes: list[int]) -> torch.Tensor:
+    """KL(pi_jt || prod_i m_i), m_i the marginals of pi_jt itself: how far pi_jt is from any product policy."""
+    table = joint_log_probs.reshape([-1] + action_sizes)
+    own_marginals = [
+        torch.logsumexp(table, dim=[1 + j for j in range(len(action_sizes)) if j != i]) for i in range(len(action_sizes))
+    ]
+    return kl_joint_to_product(joint_log_probs, product_log_probs(own_marginals))
+
+
+def mixture_log_probs(joint_log_probs: torch.Tensor, product_log_probs: torch.Tensor, alpha: float) -> torch.Tensor:
+    """log pi_mix = log((1 - alpha) pi_jt + alpha prod_i pi_i), in log space."""
+    if alpha <= 0.0:
+        return joint_log_probs
+    if alpha >= 1.0:
+        return product_log_probs
+    return torch.logaddexp(math.log1p(-alpha) + joint_log_probs, math.log(alpha) + product_log_probs)
+
+
+def ramp(progress: float, start: float, end: float, shape: str) -> float:
+    """0 before `start`, 1 after `end` (fractions of training), a linear or cosine ramp in between."""
+    if progress <= start:
+        return 0.0
+    if progress >= end:
+        return 1.0
+    x = (progress - start) / (end - start)
+    return x if shape == "linear" else 0.5 - 0.5 * math.cos(math.pi * x)
+
+
+def gae(rewards: torch.Tensor, values: torch.Tensor, final_value: torch.Tensor, gamma: float, lam: float):
+    """Generalized advantage estimates A_t of a batch of T-step episodes (Schulman et al., 2016), shaped like `values`.
+
+    rewards (T, B) or broadcastable to values (T, B, ...); final_value (B, ...) is what the last step bootstraps from:
+    V(s_T) of the final state when the game ends by a time limit, zeros when it really ends."""
+    advantages = torch.zeros_like(values)
+    last_gae = torch.zeros_like(final_value)
+    T = len(values)
+    for t in reversed(range(T)):
+        next_value = values[t + 1] if t + 1 < T else final_value
+        # delta_t = r_t + gamma V(s_{t+1}) - V(s_t);  A_t = delta_t + gamma lambda A_{t+1}
+        delta = rewards[t] + gamma * next_value - values[t]
+        last_gae = delta + gamma * lam * last_gae
+        advantages[t] = last_gae
+    return advantages
+
+
+def check_args(args: Args) -> None:
+    check_common_args(args)
+    if not (args.lambda_max >= 0 and math.isfinite(args.lambda_max)):
+        raise ValueError(f"--lambda-max must be a finite number >= 0, got {args.lambda_max}")
+    if args.init_prob is not None and not 0.0 < args.init_prob < 1.0:
+        raise ValueError(f"--init-prob must lie strictly between 0 and 1, got {args.init_prob}")
+    for name in ("lambda", "alpha"):
+        start, end = getattr(args, f"{name}_start"), getattr(args, f"{name}_end")
+        if not 0.0 <= start <= end <= 1.0:
+            raise ValueError(f"need 0 <= --{name}-start <= --{name}-end <= 1, got {start} and {end}")
+    for flag in ("learning_rate", "ent_coef", "vf_coef", "max_grad_norm"):
+        if getattr(args, flag) < 0:
+            raise ValueError(f"--{flag.replace('_', '-')} must be >= 0, got {getattr(args, flag)}")
+    for flag in ("gamma", "gae_lambda"):
+        if not 0.0 <= getattr(args, flag) <= 1.0:
+            raise ValueError(f"--{flag.replace('_', '-')} must lie in [0, 1], got {getattr(args, flag)}")
+    if args.hidden_size < 1:
+        raise ValueError(f"--hidden-size must be >= 1, got {args.hidden_size}")
+    for flag in ("update_epochs", "num_minibatches"):
+        if getattr(args, flag) < 1:
+            raise ValueError(f"--{flag.replace('_', '-')} must be >= 1, got {getattr(args, flag)}")
+    if not 0.0 < args.clip_coef < 1.0:
+        raise ValueError(f"--clip-coef must lie strictly between 0 and 1, got {args.clip_coef}")
+    steps_per_batch = args.num_envs * make_envs(args, 1).episode_length
+    if args.num_minibatches > steps_per_batch:
+        raise ValueError(f"--num-minibatches ({args.num_minibatches}) exceeds the environment steps per batch"
+                         f" (--num-envs x --episode-length = {steps_per_batch})")
+
+
+def train(args: Args) -> dict:
+    check_args(args)
+    run_name, writer, device = setup_run(args)
+    start_time = time.time()
+
+    envs, eval_envs = make_envs(args, args.num_envs, device), make_envs(args, args.eval_episodes, device)
+    n_agents, action_sizes, T = envs.n_agents, envs.action_sizes, envs.episode_length
+    # flat joint-action index <-> per-agent actions (agent 0 most significant, as in the payoff's memory layout)
+    strides = torch.tensor([math.prod(action_sizes[i + 1:]) for i in range(n_agents)], device=device)
+    sizes = torch.tensor(action_sizes, device=device)
+
+    actor = DecentralizedActor(envs.obs_dim, action_sizes, args.hidden_size, args.init_prob).to(device)
+    joint_head = JointHead(n_agents, action_sizes, args.hidden_size, args.init_prob).to(device)
+    critic = nn.Sequential(mlp(envs.state_dim, args.hidden_size), nn.Linear(args.hidden_size, 1)).to(device)
+    params = [*actor.parameters(), *joint_head.parameters(), *critic.parameters()]
+    optimizer = torch.optim.Adam(params, lr=args.learning_rate)
+
+    def policy(obs: torch.Tensor, alpha: float):
+        features = actor.torso(obs)
+        marginals = actor.marginal_log_probs(features)
+        joint_log_probs, prod_log_probs = joint_head(features), product_log_probs(marginals)
+        return joint_log_probs, prod_log_probs, mixture_log_probs(joint_log_probs, prod_log_probs, alpha)
+
+    def act_decentralized(obs, state, greedy: bool):
+        # each agent acts on its own observation with its own head: what is deployed
+        marginals = actor(obs)
+        return torch.stack([lp.argmax(-1) if greedy else Categorical(logits=lp).sample() for lp in marginals], -1)
+
+    def act_joint_greedy(obs, state):
+        flat = joint_head(actor.torso(obs)).argmax(-1)
+        return (flat.unsqueeze(-1) // strides) % sizes
+
+    evaluator = Evaluator(args, eval_envs, {
+        "decentralized_return_greedy": lambda o, s: act_decentralized(o, s, greedy=True),
+        "decentralized_return_sampled": lambda o, s: act_decentralized(o, s, greedy=False),
+        "joint_return_greedy": act_joint_greedy,
+    })
+
+    # ================ rollout storage: one full T-step episode from each of the B games ================
+    B = args.num_envs
+    obs_buf = torch.zeros((T, B, n_agents, envs.obs_dim), device=device)
+    state_buf = torch.zeros((T, B, envs.state_dim), device=device)
+    action_buf = torch.zeros((T, B), dtype=torch.long, device=device)  # flat joint-action index
+    reward_buf = torch.zeros((T, B), device=device)
+    value_buf = torch.zeros((T, B), device=device)
+    log_prob_buf = torch.zeros((T, B), device=device)  # log pi_mix(a_t | s_t) of the policy that acted
+
+    num_updates = args.total_timesteps // (B * T)
+    eval_at = {round(num_updates * (k + 1) / (args.num_evals + 1)) for k in range(args.num_evals)} - {num_updates}
+    log_every = max(1, num_updates // 200)
+    global_step = 0
+    for update in range(1, num_updates + 1):
+        # the schedules: progress reaches 1 on the last update, so training ends with alpha = 1
+        progress = update / num_updates
+        kl_coef = args.lambda_max * ramp(progress, args.lambda_start, args.lambda_end, args.lambda_shape)
+        alpha = ramp(progress, args.alpha_start, args.alpha_end, args.alpha_shape)
+
+        # ---------------- rollout: sample joint actions from the mixture pi_mix ----------------
+        obs, state = envs.reset()
+        with torch.no_grad():
+            for t in range(T):
+                obs_buf[t], state_buf[t] = obs, state
+                value_buf[t] = critic(state).squeeze(-1)
+                acting = Categorical(logits=policy(obs, alpha)[2])
+                flat_action = acting.sample()
+                log_prob_buf[t] = acting.log_prob(flat_action)
+                action_buf[t] = flat_action
+                obs, state, reward_buf[t], _ = envs.step((flat_action.unsqueeze(-1) // strides) % sizes)
+            # after the last step: a real end (matrix and private games) is worth 0; a time limit (simple_spread) is
+            # a truncation, and the game would go on from the final state, so bootstrap from V(s_T)
+            final_value = critic(state).squeeze(-1) if envs.ends_by_time_limit else torch.zeros(B, device=device)
+        global_step += B * T
+
+        # ---------------- advantages: GAE over the episode ----------------
+        with torch.no_grad():
+            advantages = gae(reward_buf, value_buf, final_value, args.gamma, args.gae_lambda)
+            returns = advantages + value_buf
+
+        # ---------------- the loss (one step per batch, or PPO-style passes with --update-epochs) ----------------
+        b_obs, b_state = obs_buf.flatten(0, 1), state_buf.flatten(0, 1)
+        b_actions, b_adv, b_returns = action_buf.flatten(), advantages.flatten(), returns.flatten()
+        b_old_log_probs = log_prob_buf.flatten()
+        if args.norm_adv and b_adv.numel() > 1:
+            b_adv = (b_adv - b_adv.mean()) / (b_adv.std() + 1e-8)
+        for _epoch in range(args.update_epochs):
+            # one minibatch: the whole batch in order (no shuffle, no random numbers drawn)
+            order = torch.randperm(B * T, device=device) if args.num_minibatches > 1 else torch.arange(B * T)
+            for mb in order.tensor_split(args.num_minibatches):
+                joint_log_probs, prod_log_probs, mix_log_probs = policy(b_obs[mb], alpha)
+                taken_log_probs = mix_log_probs.gather(1, b_actions[mb].unsqueeze(1)).squeeze(1)
+                if args.update_epochs == 1:
+                    # policy gradient on the acting policy:  -E[ A(s, a) log pi_mix(a | s) ]
+                    pg_loss = -(b_adv[mb] * taken_log_probs).mean()
+                else:
+                    # PPO's clipped surrogate on the acting policy, r = pi_mix(a | s) / pi_mix_old(a | s):
+                    # -E[ min(r A, clip(r, 1 - eps, 1 + eps) A) ]; its gradient at r = 1 is the line above's
+                    ratio = (taken_log_probs - b_old_log_probs[mb]).exp()
+                    clipped = ratio.clamp(1.0 - args.clip_coef, 1.0 + args.clip_coef)
+                    pg_loss = -torch.min(ratio * b_adv[mb], clipped * b_adv[mb]).mean()
+                # the proposal's penalty:  lambda_t * KL(pi_jt(.|s) || prod_i pi_i(.|o_i)), averaged over visited states
+                kl = kl_joint_to_product(joint_log_probs, prod_log_probs).mean()
+                # entropy of the acting policy H(pi_mix), exact over the joint action space
+                entropy = -(mix_log_probs.exp() * mix_log_probs).sum(-1).mean()
+                value_loss = 0.5 * (critic(b_state[mb]).squeeze(-1) - b_returns[mb]).pow(2).mean()
+                loss = pg_loss + kl_coef * kl - args.ent_coef * entropy + args.vf_coef * value_loss
+
+                optimizer.zero_grad()
+                loss.backward()
+                nn.utils.clip_grad_norm_(params, args.max_grad_norm)
+                optimizer.step()
+
+        # ============================ logging (CleanRL's names) ============================
+        if update % log_every == 0 or update == num_updates:
+            writer.add_scalar("charts/episodic_return", reward_buf.sum(0).mean().item(), global_step)
+            with torch.no_grad():  # each agent's policy in the first observation: its trajectory in policy space
+                for agent, log_probs in zip(envs.possible_agents, actor(obs_buf[0, :1])):
+                    for action, prob in enumerate(log_probs[0].exp().tolist()):
+                        writer.add_scalar(f"policy/{agent}/action_{action}", prob, global_step)
+            writer.add_scalar("charts/lambda", kl_coef, global_step)
+            writer.add_scalar("charts/alpha", alpha, global_step)
+            writer.add_scalar("charts/total_correlation", total_correlation(joint_log_probs, action_sizes).mean().item(), global_step)
+            writer.add_scalar("losses/kl_joint_to_product", kl.item(), global_step)
+            writer.add_scalar("losses/policy_loss", pg_loss.item(), global_step)
+            writer.add_scalar("losses/value_loss", value_loss.item(), global_step)
+            writer.add_scalar("losses/entropy", entropy.item(), global_step)
+            writer.add_scalar("charts/SPS", int(global_step / (time.time() - start_time)), global_step)
+        if update in eval_at:
+            greedy_return = evaluator(global_step, writer)["decentralized_return_greedy"]
+            if not args.quiet:
+                print(f"update {update}/{num_updates}  step {global_step}  return {reward_buf.sum(0).mean():.2f}"
+                      f"  greedy decentralized {greedy_return:.2f}  lambda {kl_coef:.2f}  alpha {alpha:.2f}"
+                      f"  KL {kl.item():.3f}  SPS {int(global_step / (time.time() - start_time))}")
+
+    # ============================ evaluation and summary ============================
+    evaluator(global_step, writer)
+    summary = {
+        "algo": args.exp_name,
+        "env_id": args.env_id,
+        "seed": args.seed,
+        "decentralized": True,
+        **evaluator.summary(),  # decentralized_return_greedy/_sampled, joint_return_greedy, their maxima, curves
+        "optimum": envs.optimum,
+        "env_steps": global_step,
+        "final_kl_joint_to_product": kl.item(),
+        "final_lambda": kl_coef,  # the schedules' last values: --lambda-max, and alpha = 1 (fully decentralized)
+        "final_alpha": alpha,
+        "wall_time_s": time.time() - start_time,
+    }
+    if envs.tabular:
+        with torch.no_grad():  # matrix games: the learned policy tables, row t = the policy in round t
+            round_obs = torch.as_tensor(np.stack([envs.observation_array(t) for t in range(T)]), device=device)
+            summary["policy"] = {
+                agent: log_probs.exp().tolist() for agent, log_probs in zip(envs.possible_agents, actor(round_obs))
+            }
+            summary["joint_policy"] = [row.reshape(action_sizes).tolist() for row in joint_head(actor.torso(round_obs)).exp()]
+    if args.save_model:
+        torch.save(actor.state_dict(), f"runs/{run_name}/{args.exp_name}.actors.pt")
+    return finish_run(args, run_name, writer, summary, envs)
+
+
+# ====================== boilerplate: the same in every script (checked by a test), safe to skip ======================
 # >>> shared:boilerplate (every script in algos/ has this block; tests/test_shared_blocks.py keeps the copies identical)
 def check_common_args(args) -> None:
     """Rejects bad common flags with a message naming the flag, before anything is built; fills in the game's
@@ -263,314 +572,6 @@ def finish_run(args, run_name, writer, summary: dict, envs) -> dict:
         print(json.dumps({k: v for k, v in summary.items() if not isinstance(v, (dict, list))}, indent=2))
     return summary
 # <<< shared:boilerplate
-
-
-# ============================ the algorithm: networks ============================
-def initial_log_probs(num_actions: int, init_prob: float | None) -> torch.Tensor:
-    """log pi(a) at the start: uniform, or P on action 0 and (1 - P) / (n - 1) on each other action."""
-    if init_prob is None:
-        return torch.full((num_actions,), -math.log(num_actions))
-    rest = math.log((1.0 - init_prob) / (num_actions - 1))
-    return torch.tensor([math.log(init_prob)] + [rest] * (num_actions - 1))
-
-
-def output_layer(in_features: int, log_probs: torch.Tensor) -> nn.Linear:
-    """A final layer whose softmax starts exactly at `log_probs` for every input (zero weights)."""
-    layer = nn.Linear(in_features, len(log_probs))
-    nn.init.zeros_(layer.weight)
-    with torch.no_grad():
-        layer.bias.copy_(log_probs)
-    return layer
-
-
-def mlp(in_features: int, hidden: int) -> nn.Sequential:
-    return nn.Sequential(nn.Linear(in_features, hidden), nn.Tanh(), nn.Linear(hidden, hidden), nn.Tanh())
-
-
-class DecentralizedActor(nn.Module):
-    """pi_i(a_i | o_i) for every agent: one torso shared by all agents, one head each (the matrix games put agent i's
-    id in o_i; on simple_spread nothing in o_i names the agent, and the heads tell the agents apart).
-
-    This module alone is what gets deployed: each agent runs it on its own observation.
-    """
-
-    def __init__(self, obs_dim: int, action_sizes: list[int], hidden: int, init_prob: float | None):
-        super().__init__()
-        self.torso = mlp(obs_dim, hidden)
-        self.heads = nn.ModuleList(output_layer(hidden, initial_log_probs(n, init_prob)) for n in action_sizes)
-
-    def marginal_log_probs(self, features: torch.Tensor) -> list[torch.Tensor]:
-        """features (B, N, hidden) -> [log pi_i(. | o_i) of shape (B, |A_i|) for each agent i]"""
-        return [F.log_softmax(head(features[:, i]), dim=-1) for i, head in enumerate(self.heads)]
-
-    def forward(self, obs: torch.Tensor) -> list[torch.Tensor]:
-        return self.marginal_log_probs(self.torso(obs))
-
-
-class JointHead(nn.Module):
-    """pi_jt(a | s) over all joint actions. It reads the global state s = (o_1, ..., o_N) through the
-    actor's shared torso, so most of its parameters are the decentralized actor's."""
-
-    def __init__(self, n_agents: int, action_sizes: list[int], hidden: int, init_prob: float | None):
-        super().__init__()
-        # start at the product of the agents' initial policies (zero correlation, KL = 0)
-        product = product_log_probs([initial_log_probs(n, init_prob).unsqueeze(0) for n in action_sizes])[0]
-        self.net = nn.Sequential(nn.Linear(n_agents * hidden, hidden), nn.Tanh(), output_layer(hidden, product))
-
-    def forward(self, features: torch.Tensor) -> torch.Tensor:
-        """features (B, N, hidden) -> log pi_jt(. | s) of shape (B, prod_i |A_i|), agent 0's action most significant"""
-        return F.log_softmax(self.net(features.flatten(1)), dim=-1)
-
-
-# ============================ the algorithm: the three distributions ============================
-def product_log_probs(marginal_log_probs: list[torch.Tensor]) -> torch.Tensor:
-    """log prod_i pi_i(a_i) for every joint action: (B, prod_i |A_i|), same order as the joint head."""
-    n_agents = len(marginal_log_probs)
-    total = 0
-    for i, log_probs in enumerate(marginal_log_probs):
-        total = total + log_probs.reshape([log_probs.shape[0]] + [-1 if j == i else 1 for j in range(n_agents)])
-    return total.flatten(1)
-
-
-def kl_joint_to_product(joint_log_probs: torch.Tensor, product_log_probs: torch.Tensor) -> torch.Tensor:
-    """KL(pi_jt || prod_i pi_i) per state, exact over the joint action space, from log-probabilities only."""
-    # KL = sum_a pi_jt(a) * (log pi_jt(a) - log prod_i pi_i(a_i)); exp of a log-softmax never overflows, and
-    # where pi_jt(a) underflows to 0 the finite log-difference keeps the term at exactly 0 (no 0 * inf).
-    return (joint_log_probs.exp() * (joint_log_probs - product_log_probs)).sum(-1)
-
-
-def total_correlation(joint_log_probs: torch.Tensor, action_sizes: list[int]) -> torch.Tensor:
-    """KL(pi_jt || prod_i m_i), m_i the marginals of pi_jt itself: how far pi_jt is from any product policy."""
-    table = joint_log_probs.reshape([-1] + action_sizes)
-    own_marginals = [
-        torch.logsumexp(table, dim=[1 + j for j in range(len(action_sizes)) if j != i]) for i in range(len(action_sizes))
-    ]
-    return kl_joint_to_product(joint_log_probs, product_log_probs(own_marginals))
-
-
-def mixture_log_probs(joint_log_probs: torch.Tensor, product_log_probs: torch.Tensor, alpha: float) -> torch.Tensor:
-    """log pi_mix = log((1 - alpha) pi_jt + alpha prod_i pi_i), in log space."""
-    if alpha <= 0.0:
-        return joint_log_probs
-    if alpha >= 1.0:
-        return product_log_probs
-    return torch.logaddexp(math.log1p(-alpha) + joint_log_probs, math.log(alpha) + product_log_probs)
-
-
-def ramp(progress: float, start: float, end: float, shape: str) -> float:
-    """0 before `start`, 1 after `end` (fractions of training), a linear or cosine ramp in between."""
-    if progress <= start:
-        return 0.0
-    if progress >= end:
-        return 1.0
-    x = (progress - start) / (end - start)
-    return x if shape == "linear" else 0.5 - 0.5 * math.cos(math.pi * x)
-
-
-def gae(rewards: torch.Tensor, values: torch.Tensor, final_value: torch.Tensor, gamma: float, lam: float) -> torch.Tensor:
-    """Generalized advantage estimates A_t of a batch of T-step episodes (Schulman et al., 2016), shaped like `values`.
-
-    rewards (T, B) or broadcastable to values (T, B, ...); final_value (B, ...) is what the last step bootstraps from:
-    V(s_T) of the final state when the game ends by a time limit, zeros when it really ends."""
-    advantages = torch.zeros_like(values)
-    last_gae = torch.zeros_like(final_value)
-    T = len(values)
-    for t in reversed(range(T)):
-        next_value = values[t + 1] if t + 1 < T else final_value
-        # delta_t = r_t + gamma V(s_{t+1}) - V(s_t);  A_t = delta_t + gamma lambda A_{t+1}
-        delta = rewards[t] + gamma * next_value - values[t]
-        last_gae = delta + gamma * lam * last_gae
-        advantages[t] = last_gae
-    return advantages
-
-
-def check_args(args: Args) -> None:
-    check_common_args(args)
-    if not (args.lambda_max >= 0 and math.isfinite(args.lambda_max)):
-        raise ValueError(f"--lambda-max must be a finite number >= 0, got {args.lambda_max}")
-    if args.init_prob is not None and not 0.0 < args.init_prob < 1.0:
-        raise ValueError(f"--init-prob must lie strictly between 0 and 1, got {args.init_prob}")
-    for name in ("lambda", "alpha"):
-        start, end = getattr(args, f"{name}_start"), getattr(args, f"{name}_end")
-        if not 0.0 <= start <= end <= 1.0:
-            raise ValueError(f"need 0 <= --{name}-start <= --{name}-end <= 1, got {start} and {end}")
-    for flag in ("learning_rate", "ent_coef", "vf_coef", "max_grad_norm"):
-        if getattr(args, flag) < 0:
-            raise ValueError(f"--{flag.replace('_', '-')} must be >= 0, got {getattr(args, flag)}")
-    for flag in ("gamma", "gae_lambda"):
-        if not 0.0 <= getattr(args, flag) <= 1.0:
-            raise ValueError(f"--{flag.replace('_', '-')} must lie in [0, 1], got {getattr(args, flag)}")
-    if args.hidden_size < 1:
-        raise ValueError(f"--hidden-size must be >= 1, got {args.hidden_size}")
-    for flag in ("update_epochs", "num_minibatches"):
-        if getattr(args, flag) < 1:
-            raise ValueError(f"--{flag.replace('_', '-')} must be >= 1, got {getattr(args, flag)}")
-    if not 0.0 < args.clip_coef < 1.0:
-        raise ValueError(f"--clip-coef must lie strictly between 0 and 1, got {args.clip_coef}")
-    steps_per_batch = args.num_envs * make_envs(args, 1).episode_length
-    if args.num_minibatches > steps_per_batch:
-        raise ValueError(f"--num-minibatches ({args.num_minibatches}) exceeds the environment steps per batch"
-                         f" (--num-envs x --episode-length = {steps_per_batch})")
-
-
-def train(args: Args) -> dict:
-    check_args(args)
-    run_name, writer, device = setup_run(args)
-    start_time = time.time()
-
-    envs, eval_envs = make_envs(args, args.num_envs, device), make_envs(args, args.eval_episodes, device)
-    n_agents, action_sizes, T = envs.n_agents, envs.action_sizes, envs.episode_length
-    # flat joint-action index <-> per-agent actions (agent 0 most significant, as in the payoff's memory layout)
-    strides = torch.tensor([math.prod(action_sizes[i + 1:]) for i in range(n_agents)], device=device)
-    sizes = torch.tensor(action_sizes, device=device)
-
-    actor = DecentralizedActor(envs.obs_dim, action_sizes, args.hidden_size, args.init_prob).to(device)
-    joint_head = JointHead(n_agents, action_sizes, args.hidden_size, args.init_prob).to(device)
-    critic = nn.Sequential(mlp(envs.state_dim, args.hidden_size), nn.Linear(args.hidden_size, 1)).to(device)
-    params = [*actor.parameters(), *joint_head.parameters(), *critic.parameters()]
-    optimizer = torch.optim.Adam(params, lr=args.learning_rate)
-
-    def policy(obs: torch.Tensor, alpha: float):
-        features = actor.torso(obs)
-        marginals = actor.marginal_log_probs(features)
-        joint_log_probs, prod_log_probs = joint_head(features), product_log_probs(marginals)
-        return joint_log_probs, prod_log_probs, mixture_log_probs(joint_log_probs, prod_log_probs, alpha)
-
-    def act_decentralized(obs, state, greedy: bool):
-        # each agent acts on its own observation with its own head: what is deployed
-        marginals = actor(obs)
-        return torch.stack([lp.argmax(-1) if greedy else Categorical(logits=lp).sample() for lp in marginals], -1)
-
-    def act_joint_greedy(obs, state):
-        flat = joint_head(actor.torso(obs)).argmax(-1)
-        return (flat.unsqueeze(-1) // strides) % sizes
-
-    evaluator = Evaluator(args, eval_envs, {
-        "decentralized_return_greedy": lambda o, s: act_decentralized(o, s, greedy=True),
-        "decentralized_return_sampled": lambda o, s: act_decentralized(o, s, greedy=False),
-        "joint_return_greedy": act_joint_greedy,
-    })
-
-    # ================ rollout storage: one full T-step episode from each of the B games ================
-    B = args.num_envs
-    obs_buf = torch.zeros((T, B, n_agents, envs.obs_dim), device=device)
-    state_buf = torch.zeros((T, B, envs.state_dim), device=device)
-    action_buf = torch.zeros((T, B), dtype=torch.long, device=device)  # flat joint-action index
-    reward_buf = torch.zeros((T, B), device=device)
-    value_buf = torch.zeros((T, B), device=device)
-    log_prob_buf = torch.zeros((T, B), device=device)  # log pi_mix(a_t | s_t) of the policy that acted
-
-    num_updates = args.total_timesteps // (B * T)
-    eval_at = {round(num_updates * (k + 1) / (args.num_evals + 1)) for k in range(args.num_evals)} - {num_updates}
-    log_every = max(1, num_updates // 200)
-    global_step = 0
-    for update in range(1, num_updates + 1):
-        # the schedules: progress reaches 1 on the last update, so training ends with alpha = 1
-        progress = update / num_updates
-        kl_coef = args.lambda_max * ramp(progress, args.lambda_start, args.lambda_end, args.lambda_shape)
-        alpha = ramp(progress, args.alpha_start, args.alpha_end, args.alpha_shape)
-
-        # ---------------- rollout: sample joint actions from the mixture pi_mix ----------------
-        obs, state = envs.reset()
-        with torch.no_grad():
-            for t in range(T):
-                obs_buf[t], state_buf[t] = obs, state
-                value_buf[t] = critic(state).squeeze(-1)
-                acting = Categorical(logits=policy(obs, alpha)[2])
-                flat_action = acting.sample()
-                log_prob_buf[t] = acting.log_prob(flat_action)
-                action_buf[t] = flat_action
-                obs, state, reward_buf[t], _ = envs.step((flat_action.unsqueeze(-1) // strides) % sizes)
-            # after the last step: a real end (matrix and private games) is worth 0; a time limit (simple_spread) is
-            # a truncation, and the game would go on from the final state, so bootstrap from V(s_T)
-            final_value = critic(state).squeeze(-1) if envs.ends_by_time_limit else torch.zeros(B, device=device)
-        global_step += B * T
-
-        # ---------------- advantages: GAE over the episode ----------------
-        with torch.no_grad():
-            advantages = gae(reward_buf, value_buf, final_value, args.gamma, args.gae_lambda)
-            returns = advantages + value_buf
-
-        # ---------------- the loss (one step per batch, or PPO-style passes with --update-epochs) ----------------
-        b_obs, b_state = obs_buf.flatten(0, 1), state_buf.flatten(0, 1)
-        b_actions, b_adv, b_returns = action_buf.flatten(), advantages.flatten(), returns.flatten()
-        b_old_log_probs = log_prob_buf.flatten()
-        if args.norm_adv and b_adv.numel() > 1:
-            b_adv = (b_adv - b_adv.mean()) / (b_adv.std() + 1e-8)
-        for _epoch in range(args.update_epochs):
-            # one minibatch: the whole batch in order (no shuffle, no random numbers drawn)
-            order = torch.randperm(B * T, device=device) if args.num_minibatches > 1 else torch.arange(B * T, device=device)
-            for mb in order.tensor_split(args.num_minibatches):
-                joint_log_probs, prod_log_probs, mix_log_probs = policy(b_obs[mb], alpha)
-                taken_log_probs = mix_log_probs.gather(1, b_actions[mb].unsqueeze(1)).squeeze(1)
-                if args.update_epochs == 1:
-                    # policy gradient on the acting policy:  -E[ A(s, a) log pi_mix(a | s) ]
-                    pg_loss = -(b_adv[mb] * taken_log_probs).mean()
-                else:
-                    # PPO's clipped surrogate on the acting policy, r = pi_mix(a | s) / pi_mix_old(a | s):
-                    # -E[ min(r A, clip(r, 1 - eps, 1 + eps) A) ]; its gradient at r = 1 is the line above's
-                    ratio = (taken_log_probs - b_old_log_probs[mb]).exp()
-                    clipped = ratio.clamp(1.0 - args.clip_coef, 1.0 + args.clip_coef)
-                    pg_loss = -torch.min(ratio * b_adv[mb], clipped * b_adv[mb]).mean()
-                # the proposal's penalty:  lambda_t * KL(pi_jt(.|s) || prod_i pi_i(.|o_i)), averaged over visited states
-                kl = kl_joint_to_product(joint_log_probs, prod_log_probs).mean()
-                # entropy of the acting policy H(pi_mix), exact over the joint action space
-                entropy = -(mix_log_probs.exp() * mix_log_probs).sum(-1).mean()
-                value_loss = 0.5 * (critic(b_state[mb]).squeeze(-1) - b_returns[mb]).pow(2).mean()
-                loss = pg_loss + kl_coef * kl - args.ent_coef * entropy + args.vf_coef * value_loss
-
-                optimizer.zero_grad()
-                loss.backward()
-                nn.utils.clip_grad_norm_(params, args.max_grad_norm)
-                optimizer.step()
-
-        # ============================ logging (CleanRL's names) ============================
-        if update % log_every == 0 or update == num_updates:
-            writer.add_scalar("charts/episodic_return", reward_buf.sum(0).mean().item(), global_step)
-            with torch.no_grad():  # each agent's policy in the first observation: its trajectory in policy space
-                for agent, log_probs in zip(envs.possible_agents, actor(obs_buf[0, :1])):
-                    for action, prob in enumerate(log_probs[0].exp().tolist()):
-                        writer.add_scalar(f"policy/{agent}/action_{action}", prob, global_step)
-            writer.add_scalar("charts/lambda", kl_coef, global_step)
-            writer.add_scalar("charts/alpha", alpha, global_step)
-            writer.add_scalar("charts/total_correlation", total_correlation(joint_log_probs, action_sizes).mean().item(), global_step)
-            writer.add_scalar("losses/kl_joint_to_product", kl.item(), global_step)
-            writer.add_scalar("losses/policy_loss", pg_loss.item(), global_step)
-            writer.add_scalar("losses/value_loss", value_loss.item(), global_step)
-            writer.add_scalar("losses/entropy", entropy.item(), global_step)
-            writer.add_scalar("charts/SPS", int(global_step / (time.time() - start_time)), global_step)
-        if update in eval_at:
-            greedy_return = evaluator(global_step, writer)["decentralized_return_greedy"]
-            if not args.quiet:
-                print(f"update {update}/{num_updates}  step {global_step}  return {reward_buf.sum(0).mean():.2f}"
-                      f"  greedy decentralized {greedy_return:.2f}  lambda {kl_coef:.2f}  alpha {alpha:.2f}"
-                      f"  KL {kl.item():.3f}  SPS {int(global_step / (time.time() - start_time))}")
-
-    # ============================ evaluation and summary ============================
-    evaluator(global_step, writer)
-    summary = {
-        "algo": args.exp_name,
-        "env_id": args.env_id,
-        "seed": args.seed,
-        "decentralized": True,
-        **evaluator.summary(),  # decentralized_return_greedy/_sampled, joint_return_greedy, their maxima, curves
-        "optimum": envs.optimum,
-        "env_steps": global_step,
-        "final_kl_joint_to_product": kl.item(),
-        "final_lambda": kl_coef,  # the schedules' last values: --lambda-max, and alpha = 1 (fully decentralized)
-        "final_alpha": alpha,
-        "wall_time_s": time.time() - start_time,
-    }
-    if envs.tabular:
-        with torch.no_grad():  # matrix games: the learned policy tables, row t = the policy in round t
-            round_obs = torch.as_tensor(np.stack([envs.observation_array(t) for t in range(T)]), device=device)
-            summary["policy"] = {
-                agent: log_probs.exp().tolist() for agent, log_probs in zip(envs.possible_agents, actor(round_obs))
-            }
-            summary["joint_policy"] = [row.reshape(action_sizes).tolist() for row in joint_head(actor.torso(round_obs)).exp()]
-    if args.save_model:
-        torch.save(actor.state_dict(), f"runs/{run_name}/{args.exp_name}.actors.pt")
-    return finish_run(args, run_name, writer, summary, envs)
 
 
 if __name__ == "__main__":

@@ -39,6 +39,35 @@ from envs import make_vec_env
 
 @dataclass
 class Args:
+    # Algorithm-specific arguments
+    learning_rate: float = 1e-3
+    """Adam learning rate for the utilities, Q_jt and V_jt (one optimizer on the summed loss, as in the paper)"""
+    hidden_size: int = 64
+    """width of every network"""
+    gamma: float = 0.99
+    """discount factor"""
+    lambda_opt: float = 1.0
+    """weight of L_opt (1.0, as in the common QTRAN implementations)"""
+    lambda_nopt: float = 1.0
+    """weight of L_nopt. 1.0 here, the setting every matrix-game result was measured with; PyMARL's QTRAN config
+    weights it 0.1 (nopt_min_loss) and L_opt 1"""
+    buffer_size: int = 5000
+    """replay buffer capacity, in episodes"""
+    batch_size: int = 128
+    """episodes per gradient step"""
+    gradient_steps: int = 4
+    """gradient steps after each batch of num_envs episodes is collected"""
+    target_network_frequency: int = 50
+    """gradient steps between hard copies of the online networks into the target networks"""
+    start_e: float = 1.0
+    """epsilon (per agent: act uniformly at random with this probability) at the start"""
+    end_e: float = 0.05
+    """epsilon at the end of the schedule"""
+    exploration_fraction: float = 0.5
+    """fraction of total-timesteps over which epsilon goes linearly from start-e to end-e"""
+    max_grad_norm: float = 10.0
+    """maximum gradient norm, applied to Q_jt and to the utilities with V_jt separately"""
+
     # >>> shared:args (every script in algos/ has these fields; tests/test_shared_blocks.py keeps the copies identical)
     exp_name: str = os.path.basename(__file__)[: -len(".py")]
     """the name of this experiment (defaults to the script's name)"""
@@ -84,171 +113,6 @@ class Args:
     num_evals: int = 10
     """evaluations during training (plus one at the end)"""
     # <<< shared:args
-
-    # Algorithm-specific arguments
-    learning_rate: float = 1e-3
-    """Adam learning rate for the utilities, Q_jt and V_jt (one optimizer on the summed loss, as in the paper)"""
-    hidden_size: int = 64
-    """width of every network"""
-    gamma: float = 0.99
-    """discount factor"""
-    lambda_opt: float = 1.0
-    """weight of L_opt (1.0, as in the common QTRAN implementations)"""
-    lambda_nopt: float = 1.0
-    """weight of L_nopt. 1.0 here, the setting every matrix-game result was measured with; PyMARL's QTRAN config
-    weights it 0.1 (nopt_min_loss) and L_opt 1"""
-    buffer_size: int = 5000
-    """replay buffer capacity, in episodes"""
-    batch_size: int = 128
-    """episodes per gradient step"""
-    gradient_steps: int = 4
-    """gradient steps after each batch of num_envs episodes is collected"""
-    target_network_frequency: int = 50
-    """gradient steps between hard copies of the online networks into the target networks"""
-    start_e: float = 1.0
-    """epsilon (per agent: act uniformly at random with this probability) at the start"""
-    end_e: float = 0.05
-    """epsilon at the end of the schedule"""
-    exploration_fraction: float = 0.5
-    """fraction of total-timesteps over which epsilon goes linearly from start-e to end-e"""
-    max_grad_norm: float = 10.0
-    """maximum gradient norm, applied to Q_jt and to the utilities with V_jt separately"""
-
-
-# >>> shared:boilerplate (every script in algos/ has this block; tests/test_shared_blocks.py keeps the copies identical)
-def check_common_args(args) -> None:
-    """Rejects bad common flags with a message naming the flag, before anything is built; fills in the game's
-    default --total-timesteps when it is not given."""
-    for flag, value, low in [
-        ("--total-timesteps", args.total_timesteps, 1),
-        ("--num-envs", args.num_envs, 1),
-        ("--eval-episodes", args.eval_episodes, 1),
-        ("--num-evals", args.num_evals, 0),
-        ("--threads", args.threads, 1),
-    ]:
-        if value is not None and value < low:
-            raise ValueError(f"{flag} must be >= {low}, got {value}")
-    if args.episode_length is not None and args.episode_length < 1:
-        raise ValueError(f"--episode-length must be >= 1, got {args.episode_length}")
-    game = make_envs(args, 1)  # building it raises on a bad game
-    if args.total_timesteps is None:
-        args.total_timesteps = game.default_total_timesteps
-    steps_per_update = args.num_envs * game.episode_length
-    if args.total_timesteps < steps_per_update:
-        raise ValueError(
-            f"--total-timesteps ({args.total_timesteps}) is less than one update"
-            f" (--num-envs x --episode-length = {steps_per_update})"
-        )
-    if args.track:
-        try:
-            import wandb  # noqa: F401
-        except ImportError:
-            raise ValueError("--track needs Weights and Biases: pip install wandb") from None
-
-
-def make_envs(args, num_envs: int, device="cpu"):
-    """The batched game named by the common flags, `num_envs` copies of it."""
-    return make_vec_env(args.env_id, num_envs, args.payoff, args.episode_length, args.penalty_k, device,
-                        args.num_signals, args.signal_bonus)
-
-
-def setup_run(args):
-    """Seeds everything, picks the device, opens runs/{run_name} for TensorBoard (and W&B)."""
-    # imported here, not at the top: tensorboard is slow to import and only a run needs it
-    from torch.utils.tensorboard import SummaryWriter
-
-    random.seed(args.seed)
-    np.random.seed(args.seed)
-    torch.manual_seed(args.seed)
-    torch.backends.cudnn.deterministic = args.torch_deterministic
-    torch.set_num_threads(args.threads)
-    device = torch.device("cuda" if torch.cuda.is_available() and args.cuda else "cpu")
-    run_name = f"{args.env_id}__{args.exp_name}__{args.seed}__{int(time.time())}"
-    if args.track:
-        import wandb
-
-        wandb.init(project=args.wandb_project_name, entity=args.wandb_entity, sync_tensorboard=True,
-                   config=vars(args), name=run_name, save_code=True)
-    writer = SummaryWriter(f"runs/{run_name}")
-    table = "\n".join(f"|{key}|{value}|" for key, value in vars(args).items())
-    writer.add_text("hyperparameters", f"|param|value|\n|-|-|\n{table}")
-    return run_name, writer, device
-
-
-@torch.no_grad()
-def evaluate(envs, act) -> dict[str, float]:
-    """One batch of episodes of `act(obs, state) -> actions (B, N)`: {"return": the mean episode return}; on
-    simple_spread also the EPyMARL paper's return of the same episodes and their colliding pair-steps (envs/mpe.py)."""
-    obs, state = envs.reset()
-    episode_return = torch.zeros(envs.num_envs, device=obs.device)
-    for _ in range(envs.episode_length):
-        obs, state, reward, _ = envs.step(act(obs, state))
-        episode_return += reward
-    results = {"return": episode_return.mean().item()}
-    if hasattr(envs, "epymarl_return"):
-        results["epymarl_return"] = envs.epymarl_return(episode_return).mean().item()
-        results["colliding_pair_steps"] = envs.episode_collisions.float().mean().item()
-    return results
-
-
-class Evaluator:
-    """Evaluates named policies on the evaluation games (`--eval-episodes` episodes each), logs eval/* and keeps the
-    curves; the summary reports the last evaluation and the maximum over training (the EPyMARL paper's "maximum
-    returns"). Evaluation never changes training: the evaluation games draw their episodes from a generator of their
-    own, and each evaluation samples actions from a fork of torch's RNG, seeded from the run's seed and restored after.
-    """
-
-    def __init__(self, args, envs, policies: dict):
-        self.envs, self.policies = envs, policies  # {summary key, e.g. "decentralized_return_greedy": act(obs, state)}
-        self.rng = torch.Generator().manual_seed(args.seed)
-        self.forked_devices = [envs.device] if envs.device.type == "cuda" else []
-        self.curves = {"env_steps": []}
-
-    def __call__(self, global_step: int, writer) -> dict[str, float]:
-        """Evaluates every policy now; returns {summary key: mean return}."""
-        self.curves["env_steps"].append(global_step)
-        for key, act in self.policies.items():
-            with torch.random.fork_rng(devices=self.forked_devices):
-                torch.manual_seed(int(torch.randint(2**62, (), generator=self.rng)))
-                results = evaluate(self.envs, act)
-            for metric, value in results.items():
-                name = key if metric == "return" else f"{metric}/{key}"
-                self.curves.setdefault(name, []).append(value)
-                writer.add_scalar(f"eval/{name}", value, global_step)
-        return {key: self.curves[key][-1] for key in self.policies}
-
-    def summary(self) -> dict:
-        """The last evaluation of every policy (and metric), each return's maximum over training, and the curves."""
-        names = [name for name in self.curves if name != "env_steps"]
-        return {**{name: self.curves[name][-1] for name in names},
-                "max_over_training": {name: max(self.curves[name]) for name in names if "colliding" not in name},
-                "eval_curves": self.curves}
-
-
-def finish_run(args, run_name, writer, summary: dict, envs) -> dict:
-    """Writes runs/{run_name}/summary.json (same seed, same file but for wall_time_s) and closes the logs.
-
-    Games with private information also know what a centralized policy could earn; for them the summary
-    adds both optima and the gaps between them and the executed policy's return (greedy where it has one).
-    """
-    writer.close()
-    if getattr(envs, "centralized_optimum", None) is not None:
-        executed = next(summary[key] for key in ("decentralized_return_greedy", "decentralized_return_sampled",
-                                                 "joint_return_greedy") if summary.get(key) is not None)
-        summary["centralized_optimum"] = envs.centralized_optimum  # a joint policy sees every signal
-        summary["common_knowledge_optimum"] = envs.common_knowledge_optimum  # no agent reads its own signal
-        summary["gap_to_optimum"] = envs.optimum - executed  # `optimum`: the best decentralized policy
-        summary["gap_to_centralized_optimum"] = envs.centralized_optimum - executed
-    with open(f"runs/{run_name}/summary.json", "w") as f:
-        json.dump(summary, f, indent=2)
-    if args.track:
-        import wandb
-
-        wandb.finish()
-    if not args.quiet:
-        print(json.dumps({k: v for k, v in summary.items() if not isinstance(v, (dict, list))}, indent=2))
-    return summary
-# <<< shared:boilerplate
 
 
 # ============================ the algorithm: networks ============================
@@ -486,6 +350,143 @@ def train(args: Args) -> dict:
     if args.save_model:
         torch.save(utilities.state_dict(), f"runs/{run_name}/{args.exp_name}.actors.pt")
     return finish_run(args, run_name, writer, summary, envs)
+
+
+# ====================== boilerplate: the same in every script (checked by a test), safe to skip ======================
+# >>> shared:boilerplate (every script in algos/ has this block; tests/test_shared_blocks.py keeps the copies identical)
+def check_common_args(args) -> None:
+    """Rejects bad common flags with a message naming the flag, before anything is built; fills in the game's
+    default --total-timesteps when it is not given."""
+    for flag, value, low in [
+        ("--total-timesteps", args.total_timesteps, 1),
+        ("--num-envs", args.num_envs, 1),
+        ("--eval-episodes", args.eval_episodes, 1),
+        ("--num-evals", args.num_evals, 0),
+        ("--threads", args.threads, 1),
+    ]:
+        if value is not None and value < low:
+            raise ValueError(f"{flag} must be >= {low}, got {value}")
+    if args.episode_length is not None and args.episode_length < 1:
+        raise ValueError(f"--episode-length must be >= 1, got {args.episode_length}")
+    game = make_envs(args, 1)  # building it raises on a bad game
+    if args.total_timesteps is None:
+        args.total_timesteps = game.default_total_timesteps
+    steps_per_update = args.num_envs * game.episode_length
+    if args.total_timesteps < steps_per_update:
+        raise ValueError(
+            f"--total-timesteps ({args.total_timesteps}) is less than one update"
+            f" (--num-envs x --episode-length = {steps_per_update})"
+        )
+    if args.track:
+        try:
+            import wandb  # noqa: F401
+        except ImportError:
+            raise ValueError("--track needs Weights and Biases: pip install wandb") from None
+
+
+def make_envs(args, num_envs: int, device="cpu"):
+    """The batched game named by the common flags, `num_envs` copies of it."""
+    return make_vec_env(args.env_id, num_envs, args.payoff, args.episode_length, args.penalty_k, device,
+                        args.num_signals, args.signal_bonus)
+
+
+def setup_run(args):
+    """Seeds everything, picks the device, opens runs/{run_name} for TensorBoard (and W&B)."""
+    # imported here, not at the top: tensorboard is slow to import and only a run needs it
+    from torch.utils.tensorboard import SummaryWriter
+
+    random.seed(args.seed)
+    np.random.seed(args.seed)
+    torch.manual_seed(args.seed)
+    torch.backends.cudnn.deterministic = args.torch_deterministic
+    torch.set_num_threads(args.threads)
+    device = torch.device("cuda" if torch.cuda.is_available() and args.cuda else "cpu")
+    run_name = f"{args.env_id}__{args.exp_name}__{args.seed}__{int(time.time())}"
+    if args.track:
+        import wandb
+
+        wandb.init(project=args.wandb_project_name, entity=args.wandb_entity, sync_tensorboard=True,
+                   config=vars(args), name=run_name, save_code=True)
+    writer = SummaryWriter(f"runs/{run_name}")
+    table = "\n".join(f"|{key}|{value}|" for key, value in vars(args).items())
+    writer.add_text("hyperparameters", f"|param|value|\n|-|-|\n{table}")
+    return run_name, writer, device
+
+
+@torch.no_grad()
+def evaluate(envs, act) -> dict[str, float]:
+    """One batch of episodes of `act(obs, state) -> actions (B, N)`: {"return": the mean episode return}; on
+    simple_spread also the EPyMARL paper's return of the same episodes and their colliding pair-steps (envs/mpe.py)."""
+    obs, state = envs.reset()
+    episode_return = torch.zeros(envs.num_envs, device=obs.device)
+    for _ in range(envs.episode_length):
+        obs, state, reward, _ = envs.step(act(obs, state))
+        episode_return += reward
+    results = {"return": episode_return.mean().item()}
+    if hasattr(envs, "epymarl_return"):
+        results["epymarl_return"] = envs.epymarl_return(episode_return).mean().item()
+        results["colliding_pair_steps"] = envs.episode_collisions.float().mean().item()
+    return results
+
+
+class Evaluator:
+    """Evaluates named policies on the evaluation games (`--eval-episodes` episodes each), logs eval/* and keeps the
+    curves; the summary reports the last evaluation and the maximum over training (the EPyMARL paper's "maximum
+    returns"). Evaluation never changes training: the evaluation games draw their episodes from a generator of their
+    own, and each evaluation samples actions from a fork of torch's RNG, seeded from the run's seed and restored after.
+    """
+
+    def __init__(self, args, envs, policies: dict):
+        self.envs, self.policies = envs, policies  # {summary key, e.g. "decentralized_return_greedy": act(obs, state)}
+        self.rng = torch.Generator().manual_seed(args.seed)
+        self.forked_devices = [envs.device] if envs.device.type == "cuda" else []
+        self.curves = {"env_steps": []}
+
+    def __call__(self, global_step: int, writer) -> dict[str, float]:
+        """Evaluates every policy now; returns {summary key: mean return}."""
+        self.curves["env_steps"].append(global_step)
+        for key, act in self.policies.items():
+            with torch.random.fork_rng(devices=self.forked_devices):
+                torch.manual_seed(int(torch.randint(2**62, (), generator=self.rng)))
+                results = evaluate(self.envs, act)
+            for metric, value in results.items():
+                name = key if metric == "return" else f"{metric}/{key}"
+                self.curves.setdefault(name, []).append(value)
+                writer.add_scalar(f"eval/{name}", value, global_step)
+        return {key: self.curves[key][-1] for key in self.policies}
+
+    def summary(self) -> dict:
+        """The last evaluation of every policy (and metric), each return's maximum over training, and the curves."""
+        names = [name for name in self.curves if name != "env_steps"]
+        return {**{name: self.curves[name][-1] for name in names},
+                "max_over_training": {name: max(self.curves[name]) for name in names if "colliding" not in name},
+                "eval_curves": self.curves}
+
+
+def finish_run(args, run_name, writer, summary: dict, envs) -> dict:
+    """Writes runs/{run_name}/summary.json (same seed, same file but for wall_time_s) and closes the logs.
+
+    Games with private information also know what a centralized policy could earn; for them the summary
+    adds both optima and the gaps between them and the executed policy's return (greedy where it has one).
+    """
+    writer.close()
+    if getattr(envs, "centralized_optimum", None) is not None:
+        executed = next(summary[key] for key in ("decentralized_return_greedy", "decentralized_return_sampled",
+                                                 "joint_return_greedy") if summary.get(key) is not None)
+        summary["centralized_optimum"] = envs.centralized_optimum  # a joint policy sees every signal
+        summary["common_knowledge_optimum"] = envs.common_knowledge_optimum  # no agent reads its own signal
+        summary["gap_to_optimum"] = envs.optimum - executed  # `optimum`: the best decentralized policy
+        summary["gap_to_centralized_optimum"] = envs.centralized_optimum - executed
+    with open(f"runs/{run_name}/summary.json", "w") as f:
+        json.dump(summary, f, indent=2)
+    if args.track:
+        import wandb
+
+        wandb.finish()
+    if not args.quiet:
+        print(json.dumps({k: v for k, v in summary.items() if not isinstance(v, (dict, list))}, indent=2))
+    return summary
+# <<< shared:boilerplate
 
 
 if __name__ == "__main__":
