@@ -19,7 +19,8 @@ build time by what the repository holds now, so a page cannot drift from the fil
 
 Anything that is not found (a file, a function, a banner, a test, a metric without a description, rows for an
 algorithm) stops the build with an error naming the page and the directive. The hook also publishes
-benchmarks/figures/*.png as figures/*.png, so pages show the figures the benchmarks drew.
+benchmarks/figures/*.png as figures/*.png, so pages show the figures the benchmarks drew, and lists the pages in
+OPTIONAL_PAGES in the nav when their files exist.
 """
 
 from __future__ import annotations
@@ -280,6 +281,18 @@ def on_page_markdown(markdown: str, page, config, files) -> str:
         except (LookupError, SyntaxError, ValueError, yaml.YAMLError) as err:
             raise PluginError(f"{page.file.src_uri}, line {number}: {{{{ {match['body']} }}}}: {err}") from None
     return "\n".join(out) + "\n"
+
+
+# pages other engineers write: listed in the nav (after the Tests page) when the file is there
+OPTIONAL_PAGES = {"Sweeps": "sweeps.md"}
+
+
+def on_config(config):
+    for title, page in OPTIONAL_PAGES.items():
+        listed = any(page in str(entry) for entry in config["nav"] or [])
+        if (ROOT / "docs" / page).is_file() and not listed:
+            config["nav"].append({title: page})
+    return config
 
 
 def on_files(files, config):
