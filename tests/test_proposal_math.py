@@ -7,6 +7,7 @@ import numpy as np
 import pytest
 import torch
 
+from algos.jpg import JointActor
 from algos.mi_pg import (
     kl_joint_to_product,
     mixture_log_probs,
@@ -14,40 +15,73 @@ from algos.mi_pg import (
     ramp,
     total_correlation,
 )
-from envs import expected_payoff, make_env
+from envs import expected_payoff, make_env, make_vec_env
 
 PAYOFF = torch.tensor(make_env("coordination-2x2").payoff, dtype=torch.float64)
 GRID = torch.linspace(0.0, 1.0, 21, dtype=torch.float64)
 
 
+def factored_gradient(p0: float, q0: float) -> float:
+    """dJ/dp of the project's expected_payoff at (p, q), the probabilities of action 0, by autograd."""
+    p = torch.tensor(p0, dtype=torch.float64, requires_grad=True)
+    q = torch.tensor(q0, dtype=torch.float64)
+    J = expected_payoff(PAYOFF, [torch.stack([p, 1 - p]), torch.stack([q, 1 - q])])
+    return torch.autograd.grad(J, p)[0].item()
+
+
+def test_expected_payoff_is_the_games_mean_reward():
+    """expected_payoff (the function the analysis below differentiates) against the batched game itself: the mean
+    reward of 200,000 joint actions sampled from the product policy (std of the mean < 0.02)."""
+    gen = torch.Generator().manual_seed(0)
+    game = make_vec_env("coordination-2x2", 200_000)
+    for p, q in [(0.9, 0.9), (0.3, 0.8), (0.5, 0.5)]:
+        game.reset()
+        actions = torch.stack([(torch.rand(200_000, generator=gen) >= prob).long() for prob in (p, q)], -1)
+        _, _, rewards, _ = game.step(actions)  # action 0 with probability p (agent 0) and q (agent 1)
+        policies = [torch.tensor([x, 1 - x], dtype=torch.float64) for x in (p, q)]
+        assert rewards.double().mean().item() == pytest.approx(expected_payoff(PAYOFF, policies).item(), abs=0.1)
+
+
 def test_factored_gradient_is_minus_15_plus_20q():
-    """dJ/dp = -15 + 20 q, with p, q the probabilities of action 0, over a grid of (p, q)."""
-    for p0, q0 in itertools.product(GRID, GRID):
-        p = p0.clone().requires_grad_(True)
-        q = q0.clone()
-        J = expected_payoff(PAYOFF, [torch.stack([p, 1 - p]), torch.stack([q, 1 - q])])
-        (dJ_dp,) = torch.autograd.grad(J, p)
-        assert dJ_dp.item() == pytest.approx(-15 + 20 * q0.item(), abs=1e-12)
+    """The proposal's dJ/dp = -15 + 20 q, with p, q the probabilities of action 0, over a grid of (p, q)."""
+    for p0, q0 in itertools.product(GRID.tolist(), GRID.tolist()):
+        assert factored_gradient(p0, q0) == pytest.approx(-15 + 20 * q0, abs=1e-12)
 
 
 def test_the_trap_region():
-    """Above q = 3/4 the factored gradient raises p (towards the payoff-0 corner), below it lowers p."""
-    slope = -15 + 20 * GRID
-    assert torch.all(slope[GRID > 0.75] > 0) and torch.all(slope[GRID < 0.75] < 0)
+    """Where the factored gradient (by autograd, not the formula) raises p, towards the payoff-0 corner: exactly
+    where q > 3/4; below 3/4 it lowers p, and at 3/4 it vanishes. Independent of p (J is linear in p)."""
+    for q0 in GRID.tolist():
+        slopes = [factored_gradient(p0, q0) for p0 in (0.0, 0.37, 1.0)]
+        assert max(slopes) - min(slopes) < 1e-12, q0
+        if q0 > 0.75:
+            assert slopes[0] > 0, q0
+        elif q0 < 0.75:
+            assert slopes[0] < 0, q0
+        else:
+            assert abs(slopes[0]) < 1e-12
 
 
 def test_joint_softmax_gradient_on_the_best_action_is_positive_everywhere():
-    """For a joint softmax policy, dJ/dlogit of the payoff-10 joint action is pi(a*)(10 - J) > 0."""
-    gen = torch.Generator().manual_seed(0)
-    best = int(PAYOFF.argmax())
-    for _ in range(500):
-        logits = (torch.randn(4, generator=gen, dtype=torch.float64) * 4).requires_grad_(True)
-        J = (torch.softmax(logits, 0) * PAYOFF.flatten()).sum()
-        (grad,) = torch.autograd.grad(J, logits)
+    """jpg's joint actor (a softmax over joint actions) at random weights: the gradient of J = E_pi_jt[reward] on
+    the logit of the payoff-10 joint action is pi(a*)(10 - J) > 0, wherever the network is."""
+    torch.manual_seed(0)
+    game = make_vec_env("coordination-2x2", 4)
+    _, state = game.reset()
+    _, _, rewards, _ = game.step(torch.cartesian_prod(torch.arange(2), torch.arange(2)))  # every joint action once
+    best = int(rewards.argmax())
+    actor = JointActor(game.state_dim, game.action_sizes, hidden=8, init_prob=None).double()
+    state, rewards = state.double(), rewards.double()
+    output = actor.net[-1]  # its last layer: the bias is a per-joint-action logit offset
+    for _ in range(200):
+        with torch.no_grad():
+            for parameter in actor.parameters():
+                parameter.normal_(0.0, 2.0)
+        pi = actor(state[:1]).exp()[0]
+        J = (pi * rewards).sum()
+        (grad,) = torch.autograd.grad(J, output.bias)
         assert grad[best] > 0
-    # the proposal's parametrization J = -5b - 5c + 10d: the weight on 10 always gains
-    b, c, d = (torch.tensor(0.3, requires_grad=True) for _ in range(3))
-    assert torch.autograd.grad(-5 * b - 5 * c + 10 * d, d)[0].item() == 10.0
+        assert grad[best].item() == pytest.approx(pi[best].item() * (10 - J.item()), rel=1e-9, abs=1e-12)
 
 
 # ---------------------------------------------------------------- KL(pi_jt || prod_i pi_i)
