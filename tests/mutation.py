@@ -1,0 +1,341 @@
+"""Mutation check: does the test suite fail when a plausible bug slips into a script of algos/?
+
+Each mutation below is a one-line bug (a sign flipped, a term dropped, a detach moved, an input swapped, a schedule
+frozen, the wrong network saved, ...) with the tests that should catch it. For every mutation the check copies the
+repository to a temporary directory, applies the bug there (the working tree is never touched), runs those tests
+with pytest, and reports the mutation as CAUGHT (a test failed) or SURVIVED (all passed: a hole in the suite).
+
+    python tests/mutation.py                  # every mutation; 15-25 minutes on two free cores
+    python tests/mutation.py --script coma    # one script's mutations (repeatable flag)
+    python tests/mutation.py --id vdn-time-limit-is-terminal
+    python tests/mutation.py --list           # the mutations and their tests; nothing is run
+    python tests/mutation.py --check-only     # only checks that every mutation still applies and every
+                                              # named test exists (seconds)
+
+Before the mutations it runs all the selected tests once on the unmutated copy (skip with --no-baseline): a test
+that fails without any bug would make every mutation look caught. Exit status: 0 if every mutation was caught;
+1 if any survived, errored (pytest could not run the tests, or timed out) or is STALE, i.e. its original text is no
+longer found exactly once in the script (the script changed: update the mutation, do not delete it silently);
+2 if the baseline run fails. Not part of CI (pytest collects test_*.py files only); run it after changing a script
+or its tests, on a quiet machine (`nice -n 5` on a shared one).
+"""
+
+import argparse
+import os
+import shutil
+import subprocess
+import sys
+import tempfile
+import time
+from dataclasses import dataclass
+from pathlib import Path
+
+ROOT = Path(__file__).resolve().parents[1]
+IGNORE = shutil.ignore_patterns(".git", "runs", "site", "__pycache__", "*.pyc", ".ruff_cache", ".pytest_cache",
+                                ".ipynb_checkpoints", "wandb")
+
+
+@dataclass(frozen=True)
+class Mutation:
+    id: str
+    script: str  # algos/<script>.py
+    bug: str  # what goes wrong, in words
+    original: str  # text that must occur exactly once in the script
+    mutated: str
+    tests: tuple[str, ...]  # pytest node ids (relative to the repository), the quickest first
+
+
+def T(path: str, *names: str) -> tuple[str, ...]:
+    """Node ids `tests/<path>::<name>` for each name."""
+    return tuple(f"tests/{path}::{name}" for name in names)
+
+
+SAVED = "test_saved_models.py"
+SAVED_TEST = "test_saved_file_reproduces_the_summary_tables"
+TIME_LIMITS = "test_time_limits.py"
+
+
+def saved(script: str) -> tuple[str, ...]:
+    return T(SAVED, f"{SAVED_TEST}[{script}]")
+
+
+MUTATIONS = [
+    # ------------------------------------------------------------------ mi_pg
+    Mutation("mi_pg-alpha-never-rises", "mi_pg", "alpha frozen at 0: never hands over to the product policy",
+             "alpha = ramp(progress, args.alpha_start, args.alpha_end, args.alpha_shape)", "alpha = 0.0",
+             T("test_schedules.py", "test_mi_pg_lambda_and_alpha_follow_their_ramps_to_their_end_values")),
+    Mutation("mi_pg-no-kl-term", "mi_pg", "the KL weight frozen at 0 (no KL term)",
+             "kl_coef = args.lambda_max * ramp(progress, args.lambda_start, args.lambda_end, args.lambda_shape)",
+             "kl_coef = 0.0",
+             T("test_mi_pg_ipg.py", "test_marginals_follow_the_joint_head_while_alpha_is_0")
+             + T("test_schedules.py", "test_mi_pg_lambda_and_alpha_follow_their_ramps_to_their_end_values")),
+    Mutation("mi_pg-kl-does-not-train-the-marginals", "mi_pg", "the product detached inside the KL",
+             "kl = kl_joint_to_product(joint_log_probs, prod_log_probs).mean()",
+             "kl = kl_joint_to_product(joint_log_probs, prod_log_probs.detach()).mean()",
+             T("test_mi_pg_ipg.py", "test_marginals_follow_the_joint_head_while_alpha_is_0")),
+    Mutation("mi_pg-gae-never-bootstraps-between-rounds", "mi_pg", "GAE's next value is always the final one (0)",
+             "next_value = values[t + 1] if t + 1 < T else final_value", "next_value = final_value",
+             T(TIME_LIMITS, "test_gae_against_hand_computation") + T("test_bootstrapping.py",
+                                                                     "test_advantage_bootstraps_between_rounds[mi_pg]")),
+    Mutation("mi_pg-gae-without-discount", "mi_pg", "train() passes gamma = 0 to gae (input swapped for a constant)",
+             "advantages = gae(reward_buf, value_buf, final_value, args.gamma, args.gae_lambda)",
+             "advantages = gae(reward_buf, value_buf, final_value, 0.0, args.gae_lambda)",
+             T("test_bootstrapping.py", "test_advantage_bootstraps_between_rounds[mi_pg]")),
+    Mutation("mi_pg-policy-gradient-sign", "mi_pg", "the policy-gradient loss's sign flipped (descends the return)",
+             "pg_loss = -(b_adv[mb] * taken_log_probs).mean()", "pg_loss = (b_adv[mb] * taken_log_probs).mean()",
+             T("test_mi_pg_ipg.py", "test_marginals_follow_the_joint_head_while_alpha_is_0")),
+    Mutation("mi_pg-saves-the-joint-head", "mi_pg", "--save-model saves the joint head, not the actors",
+             'torch.save(actor.state_dict(), f"runs/{run_name}/{args.exp_name}.actors.pt")',
+             'torch.save(joint_head.state_dict(), f"runs/{run_name}/{args.exp_name}.actors.pt")', saved("mi_pg")),
+    # ------------------------------------------------------------------ ipg
+    Mutation("ipg-learning-rate-1e-5", "ipg", "learning rate 1e-5: the policy barely moves from its start",
+             "learning_rate: float = 1e-2", "learning_rate: float = 1e-5",
+             T("test_mi_pg_ipg.py", "test_ipg_falls_into_the_payoff_0_corner_from_the_adversarial_start")),
+    Mutation("ipg-policy-gradient-sign", "ipg", "the factored policy gradient's sign flipped",
+             "pg_loss = -sum(", "pg_loss = sum(",
+             T("test_mi_pg_ipg.py", "test_ipg_falls_into_the_payoff_0_corner_from_the_adversarial_start")),
+    Mutation("ipg-gae-never-bootstraps-between-rounds", "ipg", "GAE's next value is always the final one (0)",
+             "next_value = values[t + 1] if t + 1 < T else final_value", "next_value = final_value",
+             T(TIME_LIMITS, "test_gae_against_hand_computation")),
+    Mutation("ipg-time-limit-not-bootstrapped", "ipg", "a time limit treated as a real end (final value 0)",
+             "final_value = critic(state).squeeze(-1) if envs.ends_by_time_limit else torch.zeros(B, device=device)",
+             "final_value = torch.zeros(B, device=device)",
+             T(TIME_LIMITS, "test_policy_gradient_bootstraps_only_at_a_time_limit[time_limit-ipg]")),
+    Mutation("ipg-saves-the-critic", "ipg", "--save-model saves the critic",
+             'torch.save(actor.state_dict(), f"runs/{run_name}/{args.exp_name}.actors.pt")',
+             'torch.save(critic.state_dict(), f"runs/{run_name}/{args.exp_name}.actors.pt")', saved("ipg")),
+    # ------------------------------------------------------------------ jpg
+    Mutation("jpg-saves-the-critic", "jpg", "--save-model saves the critic",
+             'torch.save(actor.state_dict(), f"runs/{run_name}/{args.exp_name}.actors.pt")',
+             'torch.save(critic.state_dict(), f"runs/{run_name}/{args.exp_name}.actors.pt")', saved("jpg")),
+    Mutation("jpg-policy-gradient-sign", "jpg", "the joint policy gradient's sign flipped",
+             "pg_loss = -(b_adv * joint_log_probs.gather(", "pg_loss = (b_adv * joint_log_probs.gather(",
+             T("test_mappo_mackrl_jpg.py", "test_jpg_single_joint_agent_reaches_the_optimum_from_the_trap_start")),
+    Mutation("jpg-no-exploration", "jpg", "the rollout acts greedily instead of sampling pi_jt",
+             "action_buf[t] = Categorical(logits=actor(state)).sample()", "action_buf[t] = actor(state).argmax(-1)",
+             T("test_mappo_mackrl_jpg.py", "test_jpg_single_joint_agent_reaches_the_optimum_from_the_trap_start")),
+    Mutation("jpg-time-limit-not-bootstrapped", "jpg", "a time limit treated as a real end (final value 0)",
+             "final_value = critic(state).squeeze(-1) if envs.ends_by_time_limit else torch.zeros(B, device=device)",
+             "final_value = torch.zeros(B, device=device)",
+             T(TIME_LIMITS, "test_policy_gradient_bootstraps_only_at_a_time_limit[time_limit-jpg]")),
+    # ------------------------------------------------------------------ mappo
+    Mutation("mappo-saves-the-critic", "mappo", "--save-model saves the critic instead of the actors",
+             'torch.save(actor.state_dict(), f"runs/{run_name}/{args.exp_name}.actors.pt")',
+             'torch.save(critic.state_dict(), f"runs/{run_name}/{args.exp_name}.actors.pt")', saved("mappo")),
+    Mutation("mappo-optimistic-surrogate", "mappo", "max instead of min in the clipped surrogate",
+             "return -torch.min(ratio * advantages, ratio.clamp(1.0 - clip_coef, 1.0 + clip_coef) * advantages)",
+             "return -torch.max(ratio * advantages, ratio.clamp(1.0 - clip_coef, 1.0 + clip_coef) * advantages)",
+             T("test_mappo_mackrl_jpg.py", "test_clipped_surrogate_equals_the_hand_computation")),
+    Mutation("mappo-gae-without-discount", "mappo", "train() passes gamma = 0 to gae",
+             "advantages = gae(reward_buf.unsqueeze(-1), values, last_value, args.gamma, args.gae_lambda)",
+             "advantages = gae(reward_buf.unsqueeze(-1), values, last_value, 0.0, args.gae_lambda)",
+             T("test_bootstrapping.py", "test_advantage_bootstraps_between_rounds[mappo]")),
+    Mutation("mappo-time-limit-not-bootstrapped", "mappo", "a time limit treated as a real end",
+             "final_value = critic_values(obs, state) if envs.ends_by_time_limit else None", "final_value = None",
+             T(TIME_LIMITS, "test_policy_gradient_bootstraps_only_at_a_time_limit[time_limit-mappo]")),
+    # ------------------------------------------------------------------ mackrl
+    Mutation("mackrl-saves-the-critic-as-controllers", "mackrl", "--save-model saves the critic as the controllers",
+             '"pair_controllers": controllers.state_dict()', '"pair_controllers": critic.state_dict()',
+             saved("mackrl")),
+    Mutation("mackrl-delegation-ignores-its-probability", "mackrl", "P(a1, a2) adds pi_1 pi_2 without p(delegate)",
+             "controller_log_probs[:, -1:] + delegated)", "delegated)",
+             T("test_mappo_mackrl_jpg.py", "test_mackrl_pair_probability_equals_the_formula")),
+    Mutation("mackrl-policy-gradient-sign", "mackrl", "the policy gradient's sign flipped",
+             "pg_loss = -(b_adv * log_prob).mean()", "pg_loss = (b_adv * log_prob).mean()",
+             T("test_mappo_mackrl_jpg.py", "test_mackrl_pair_controller_coordinates_from_the_trap_start")),
+    Mutation("mackrl-learns-nothing", "mackrl", "learning rate 1e-5: nothing is learned on the private games",
+             "learning_rate: float = 1e-2", "learning_rate: float = 1e-5",
+             T("test_private_games_training.py", "test_mackrl_controller_cannot_use_the_private_signals")),
+    # ------------------------------------------------------------------ coma
+    Mutation("coma-baseline-times-0", "coma", "the counterfactual baseline multiplied by 0",
+             "squeeze(1) - counterfactual_baseline(q, lp.detach())",
+             "squeeze(1) - 0 * counterfactual_baseline(q, lp.detach())",
+             T("test_coma_maddpg.py", "test_coma_train_subtracts_the_counterfactual_baseline")),
+    Mutation("coma-saves-an-untrained-actor", "coma", "--save-model saves a freshly initialized actor",
+             'torch.save(actor.state_dict(), f"runs/{run_name}/{args.exp_name}.actors.pt")',
+             'torch.save(DecentralizedActor(envs.obs_dim, action_sizes, args.hidden_size, args.init_prob)'
+             '.state_dict(), f"runs/{run_name}/{args.exp_name}.actors.pt")', saved("coma")),
+    Mutation("coma-td-lambda-weights-swapped", "coma", "lambda and 1 - lambda swapped in the TD(lambda) target",
+             "((1 - lam) * next_q + lam * next_return)", "(lam * next_q + (1 - lam) * next_return)",
+             T("test_coma_maddpg.py", "test_coma_td_lambda_targets_span_monte_carlo_to_one_step")),
+    Mutation("coma-critic-sees-own-action", "coma", "the critic's input keeps agent i's own action",
+             "joint_one_hot.unsqueeze(1) * self.own_action_mask,", "joint_one_hot.unsqueeze(1),",
+             T("test_coma_maddpg.py", "test_coma_baseline_equals_brute_force_over_each_counterfactual_action")),
+    Mutation("coma-targets-without-discount", "coma", "train() passes gamma = 0 to the TD(lambda) targets",
+             "targets = td_lambda_targets(reward_buf, target_q, args.gamma, args.td_lambda, final_q)",
+             "targets = td_lambda_targets(reward_buf, target_q, 0.0, args.td_lambda, final_q)",
+             T("test_bootstrapping.py", "test_advantage_bootstraps_between_rounds[coma]")),
+    # ------------------------------------------------------------------ maddpg
+    Mutation("maddpg-saves-the-target-actor", "maddpg", "--save-model saves the (lagging) target actor",
+             'torch.save(actor.state_dict(), f"runs/{run_name}/{args.exp_name}.actors.pt")',
+             'torch.save(target_actor.state_dict(), f"runs/{run_name}/{args.exp_name}.actors.pt")',
+             saved("maddpg")),
+    Mutation("maddpg-actor-descends-q", "maddpg", "the actor loss's sign flipped (descends Q_i)",
+             "actor_loss = actor_loss - critics[i](joint).mean()", "actor_loss = actor_loss + critics[i](joint).mean()",
+             T("test_coma_maddpg.py", "test_the_same_run_from_a_uniform_start_finds_the_optimum[maddpg]")),
+    Mutation("maddpg-no-straight-through-gradient", "maddpg", "the Gumbel-softmax returns the hard sample only",
+             "return hard + (soft - soft.detach())", "return hard",
+             T("test_coma_maddpg.py", "test_maddpg_gumbel_softmax_is_one_hot_forward_and_differentiable_backward")),
+    Mutation("maddpg-time-limit-is-terminal", "maddpg", "no bootstrap at a time limit",
+             "return ((rounds + 1 < episode_length) | ends_by_time_limit).float()",
+             "return (rounds + 1 < episode_length).float()",
+             T(TIME_LIMITS, "test_maddpg_target_mask", "test_value_targets_bootstrap_only_at_a_time_limit[maddpg]")),
+    # ------------------------------------------------------------------ iql
+    Mutation("iql-time-limit-is-terminal", "iql", "no bootstrap at simple_spread's time limit",
+             "terminal = done.float() * (not envs.ends_by_time_limit)", "terminal = done.float()",
+             T(TIME_LIMITS, "test_value_targets_bootstrap_only_at_a_time_limit[iql]")),
+    Mutation("iql-epsilon-frozen", "iql", "epsilon never decays from --start-e",
+             "return start_e + progress * (end_e - start_e)", "return start_e",
+             T("test_schedules.py", "test_epsilon_anneals_linearly_to_its_end_value[iql]")),
+    Mutation("iql-saves-the-target-network", "iql", "--save-model saves the target network",
+             'torch.save(q_network.state_dict(), f"runs/{run_name}/{args.exp_name}.actors.pt")',
+             'torch.save(target_network.state_dict(), f"runs/{run_name}/{args.exp_name}.actors.pt")', saved("iql")),
+    # ------------------------------------------------------------------ vdn
+    Mutation("vdn-time-limit-is-terminal", "vdn", "no bootstrap at simple_spread's time limit",
+             "terminal = done.float() * (not envs.ends_by_time_limit)", "terminal = done.float()",
+             T(TIME_LIMITS, "test_value_targets_bootstrap_only_at_a_time_limit[vdn]")),
+    Mutation("vdn-q-tot-is-a-mean", "vdn", "Q_tot trained as the mean of the utilities, not their sum",
+             "q_tot = chosen_q(q_network(b_obs[:, :T]), b_actions).sum(-1)",
+             "q_tot = chosen_q(q_network(b_obs[:, :T]), b_actions).mean(-1)",
+             T("test_value_factorization.py", "test_monotonic_q_tot_cannot_order_the_2x2_payoff[vdn]")),
+    Mutation("vdn-epsilon-frozen", "vdn", "epsilon never decays from --start-e",
+             "return start_e + progress * (end_e - start_e)", "return start_e",
+             T("test_schedules.py", "test_epsilon_anneals_linearly_to_its_end_value[vdn]")),
+    Mutation("vdn-saves-the-target-network", "vdn", "--save-model saves the target network",
+             'torch.save(q_network.state_dict(), f"runs/{run_name}/{args.exp_name}.actors.pt")',
+             'torch.save(target_network.state_dict(), f"runs/{run_name}/{args.exp_name}.actors.pt")', saved("vdn")),
+    # ------------------------------------------------------------------ qmix
+    Mutation("qmix-mixer-not-monotonic", "qmix", "the absolute value dropped from the mixing weights",
+             "return torch.abs(weights)", "return weights",
+             T("test_value_factorization.py", "test_qmix_mixer_is_monotonic[2]")),
+    Mutation("qmix-time-limit-is-terminal", "qmix", "no bootstrap at simple_spread's time limit",
+             "terminal = done.float() * (not envs.ends_by_time_limit)", "terminal = done.float()",
+             T(TIME_LIMITS, "test_value_targets_bootstrap_only_at_a_time_limit[qmix]")),
+    Mutation("qmix-epsilon-frozen", "qmix", "epsilon never decays from --start-e",
+             "return start_e + progress * (end_e - start_e)", "return start_e",
+             T("test_schedules.py", "test_epsilon_anneals_linearly_to_its_end_value[qmix]")),
+    Mutation("qmix-saves-the-target-network", "qmix", "--save-model saves the target network",
+             'torch.save(q_network.state_dict(), f"runs/{run_name}/{args.exp_name}.actors.pt")',
+             'torch.save(target_network.state_dict(), f"runs/{run_name}/{args.exp_name}.actors.pt")',
+             saved("qmix")),
+    # ------------------------------------------------------------------ qtran
+    Mutation("qtran-time-limit-is-terminal", "qtran", "no bootstrap from the last step at a time limit",
+             "bootstrapped = T if envs.ends_by_time_limit else T - 1", "bootstrapped = T - 1",
+             T(TIME_LIMITS, "test_value_targets_bootstrap_only_at_a_time_limit[qtran]")),
+    Mutation("qtran-nopt-wrong-side", "qtran", "L_nopt penalizes the positive side (clamp min, not max)",
+             ".clamp(max=0.0).pow(2).mean()", ".clamp(min=0.0).pow(2).mean()",
+             T("test_qtran.py", "test_loss_terms_match_hand_computation")),
+    Mutation("qtran-opt-moves-q-jt", "qtran", "Q_jt not detached in L_opt",
+             "opt_loss = (q_sum_greedy - q_jt_greedy.detach() + v_jt)", "opt_loss = (q_sum_greedy - q_jt_greedy + v_jt)",
+             T("test_qtran.py", "test_loss_terms_match_hand_computation")),
+    Mutation("qtran-epsilon-frozen", "qtran", "epsilon never decays from --start-e",
+             "return start_e + (end_e - start_e) * progress", "return start_e",
+             T("test_schedules.py", "test_epsilon_anneals_linearly_to_its_end_value[qtran]")),
+    Mutation("qtran-saves-the-target-utilities", "qtran", "--save-model saves the target utilities",
+             'torch.save(utilities.state_dict(), f"runs/{run_name}/{args.exp_name}.actors.pt")',
+             'torch.save(target_utilities.state_dict(), f"runs/{run_name}/{args.exp_name}.actors.pt")',
+             saved("qtran")),
+]
+
+
+def applies(mutation: Mutation, root: Path) -> str | None:
+    """None if the mutation applies to the script under `root`; else why not (the mutation is stale)."""
+    count = (root / "algos" / f"{mutation.script}.py").read_text().count(mutation.original)
+    if count == 1:
+        return None
+    return "original text not found" if count == 0 else f"original text found {count} times"
+
+
+def run_tests(copy: Path, tests: tuple[str, ...], timeout: float) -> tuple[str, str, float]:
+    """(outcome, first failing test or the reason, seconds): outcome 'passed', 'failed' or 'error'."""
+    command = [sys.executable, "-m", "pytest", "-x", "-q", "-rf", "-p", "no:cacheprovider", *tests]
+    env = {**os.environ, "PYTHONDONTWRITEBYTECODE": "1"}
+    start = time.time()
+    try:
+        done = subprocess.run(command, cwd=copy, capture_output=True, text=True, timeout=timeout, env=env, check=False)
+    except subprocess.TimeoutExpired:
+        return "error", f"timed out after {timeout:.0f} s", time.time() - start
+    seconds = time.time() - start
+    if done.returncode == 0:
+        return "passed", "", seconds
+    if done.returncode == 1:
+        failed = [line.split(" ", 1)[1].split(" - ")[0] for line in done.stdout.splitlines() if line.startswith("FAILED ")]
+        return "failed", failed[0] if failed else "a test failed", seconds
+    tail = " | ".join((done.stdout + done.stderr).strip().splitlines()[-3:])
+    return "error", f"pytest exit {done.returncode}: {tail}", seconds
+
+
+def main(argv=None) -> int:
+    parser = argparse.ArgumentParser(description=__doc__.split("\n\n")[0])
+    parser.add_argument("--script", action="append", help="only this script's mutations (repeatable)")
+    parser.add_argument("--id", action="append", help="only this mutation (repeatable)")
+    parser.add_argument("--list", action="store_true", help="list the mutations and their tests, run nothing")
+    parser.add_argument("--check-only", action="store_true", help="only check that every mutation still applies")
+    parser.add_argument("--no-baseline", action="store_true", help="skip the run of the tests on the unmutated copy")
+    parser.add_argument("--timeout", type=float, default=900.0, help="seconds per pytest run (default 900)")
+    args = parser.parse_args(argv)
+
+    ids = {m.id for m in MUTATIONS}
+    assert len(ids) == len(MUTATIONS), "duplicate mutation ids"
+    unknown = sorted(set(args.id or []) - ids) + sorted(set(args.script or []) - {m.script for m in MUTATIONS})
+    if unknown:
+        parser.error(f"unknown --id or --script: {', '.join(unknown)}")
+    selected = [m for m in MUTATIONS if (not args.script or m.script in args.script) and (not args.id or m.id in args.id)]
+
+    if args.list:
+        for m in selected:
+            print(f"{m.id}  ({m.script}: {m.bug})\n    - {m.original}\n    + {m.mutated}\n    tests: {' '.join(m.tests)}")
+        return 0
+
+    stale = {m.id: why for m in selected if (why := applies(m, ROOT))}
+    for mutation_id, why in stale.items():
+        print(f"STALE  {mutation_id}: {why} in algos/{next(m.script for m in MUTATIONS if m.id == mutation_id)}.py")
+    if args.check_only:  # also: every named test still exists
+        union = tuple(dict.fromkeys(t for m in selected for t in m.tests))
+        done = subprocess.run([sys.executable, "-m", "pytest", "--collect-only", "-q", "-p", "no:cacheprovider", *union],
+                              cwd=ROOT, capture_output=True, text=True, check=False)
+        if done.returncode != 0:
+            print(f"some of the named tests do not collect:\n{done.stdout[-2000:]}{done.stderr[-2000:]}")
+        print(f"{len(selected) - len(stale)} of {len(selected)} mutations apply; {len(union)} named tests"
+              f" {'collect' if done.returncode == 0 else 'do NOT all collect'}")
+        return 1 if stale or done.returncode != 0 else 0
+
+    results = []
+    with tempfile.TemporaryDirectory(prefix="marl-refs-mutation-") as tmp:
+        copy = Path(tmp) / "repo"
+        shutil.copytree(ROOT, copy, ignore=IGNORE)
+        runnable = [m for m in selected if m.id not in stale]
+        if not args.no_baseline and runnable:
+            union = tuple(dict.fromkeys(t for m in runnable for t in m.tests))
+            print(f"baseline: {len(union)} tests on the unmutated copy ...", flush=True)
+            outcome, detail, seconds = run_tests(copy, union, args.timeout * 2)
+            if outcome != "passed":
+                print(f"baseline {outcome} ({seconds:.0f} s): {detail}\nthe tests fail without any mutation; fix that"
+                      " first (every mutation would look caught)")
+                return 2
+            print(f"baseline passed ({seconds:.0f} s)", flush=True)
+        for m in runnable:
+            path = copy / "algos" / f"{m.script}.py"
+            original = path.read_text()
+            path.write_text(original.replace(m.original, m.mutated))
+            try:
+                outcome, detail, seconds = run_tests(copy, m.tests, args.timeout)
+            finally:
+                path.write_text(original)
+            verdict = {"failed": "CAUGHT", "passed": "SURVIVED", "error": "ERROR"}[outcome]
+            results.append((m, verdict, detail, seconds))
+            print(f"{verdict:8s} {seconds:6.0f} s  {m.id}  {detail}", flush=True)
+
+    print("\n| mutation | script | bug | result | caught by |\n|---|---|---|---|---|")
+    for m, verdict, detail, _ in results:
+        print(f"| {m.id} | {m.script} | {m.bug} | {verdict.lower()} | {detail if verdict == 'CAUGHT' else ''} |")
+    for mutation_id in stale:
+        m = next(m for m in MUTATIONS if m.id == mutation_id)
+        print(f"| {m.id} | {m.script} | {m.bug} | stale | |")
+    caught = sum(verdict == "CAUGHT" for _, verdict, _, _ in results)
+    print(f"\n{caught} of {len(selected)} caught; {len(results) - caught} survived or errored; {len(stale)} stale")
+    return 0 if caught == len(selected) else 1
+
+
+if __name__ == "__main__":
+    sys.exit(main())
