@@ -55,8 +55,40 @@ SAVED_TEST = "test_saved_file_reproduces_the_summary_tables"
 TIME_LIMITS = "test_time_limits.py"
 
 
-def saved(script: str) -> tuple[str, ...]:
+def saves(script: str, network: str, deployed: str = "actor", bug: str = "", name: str = "") -> Mutation:
+    """--save-model writes `network` instead of the deployed one: caught by the reload-and-reproduce test."""
+    line = 'torch.save({}.state_dict(), f"runs/{{run_name}}/{{args.exp_name}}.actors.pt")'
+    return Mutation(f"{script}-saves-{name or network.replace('_', '-')}", script, bug or f"--save-model saves {network}",
+                    line.format(deployed), line.format(network), saved_test(script))
+
+
+def saved_test(script: str) -> tuple[str, ...]:
     return T(SAVED, f"{SAVED_TEST}[{script}]")
+
+
+def epsilon_frozen(script: str, decay: str = "return start_e + progress * (end_e - start_e)") -> Mutation:
+    return Mutation(f"{script}-epsilon-frozen", script, "epsilon never decays from --start-e", decay, "return start_e",
+                    T("test_schedules.py", f"test_epsilon_anneals_linearly_to_its_end_value[{script}]"))
+
+
+def time_limit_is_terminal(script: str) -> Mutation:
+    return Mutation(f"{script}-time-limit-is-terminal", script, "no bootstrap at simple_spread's time limit",
+                    "terminal = done.float() * (not envs.ends_by_time_limit)", "terminal = done.float()",
+                    T(TIME_LIMITS, f"test_value_targets_bootstrap_only_at_a_time_limit[{script}]"))
+
+
+def final_value_dropped(script: str) -> Mutation:
+    return Mutation(f"{script}-time-limit-not-bootstrapped", script, "a time limit treated as a real end (final value 0)",
+                    "final_value = critic(state).squeeze(-1) if envs.ends_by_time_limit else torch.zeros(B, device=device)",
+                    "final_value = torch.zeros(B, device=device)",
+                    T(TIME_LIMITS, f"test_policy_gradient_bootstraps_only_at_a_time_limit[time_limit-{script}]"))
+
+
+def gae_next_value_final(script: str, *tests: str) -> Mutation:
+    return Mutation(f"{script}-gae-never-bootstraps-between-rounds", script,
+                    "GAE's next value is always the final one (0 after a real end)",
+                    "next_value = values[t + 1] if t + 1 < T else final_value", "next_value = final_value",
+                    T(TIME_LIMITS, "test_gae_against_hand_computation") + tests)
 
 
 MUTATIONS = [
@@ -73,10 +105,7 @@ MUTATIONS = [
              "kl = kl_joint_to_product(joint_log_probs, prod_log_probs).mean()",
              "kl = kl_joint_to_product(joint_log_probs, prod_log_probs.detach()).mean()",
              T("test_mi_pg_ipg.py", "test_marginals_follow_the_joint_head_while_alpha_is_0")),
-    Mutation("mi_pg-gae-never-bootstraps-between-rounds", "mi_pg", "GAE's next value is always the final one (0)",
-             "next_value = values[t + 1] if t + 1 < T else final_value", "next_value = final_value",
-             T(TIME_LIMITS, "test_gae_against_hand_computation") + T("test_bootstrapping.py",
-                                                                     "test_advantage_bootstraps_between_rounds[mi_pg]")),
+    gae_next_value_final("mi_pg", "tests/test_bootstrapping.py::test_advantage_bootstraps_between_rounds[mi_pg]"),
     Mutation("mi_pg-gae-without-discount", "mi_pg", "train() passes gamma = 0 to gae (input swapped for a constant)",
              "advantages = gae(reward_buf, value_buf, final_value, args.gamma, args.gae_lambda)",
              "advantages = gae(reward_buf, value_buf, final_value, 0.0, args.gae_lambda)",
@@ -84,9 +113,7 @@ MUTATIONS = [
     Mutation("mi_pg-policy-gradient-sign", "mi_pg", "the policy-gradient loss's sign flipped (descends the return)",
              "pg_loss = -(b_adv[mb] * taken_log_probs).mean()", "pg_loss = (b_adv[mb] * taken_log_probs).mean()",
              T("test_mi_pg_ipg.py", "test_marginals_follow_the_joint_head_while_alpha_is_0")),
-    Mutation("mi_pg-saves-the-joint-head", "mi_pg", "--save-model saves the joint head, not the actors",
-             'torch.save(actor.state_dict(), f"runs/{run_name}/{args.exp_name}.actors.pt")',
-             'torch.save(joint_head.state_dict(), f"runs/{run_name}/{args.exp_name}.actors.pt")', saved("mi_pg")),
+    saves("mi_pg", "joint_head", bug="--save-model saves the joint head, not the actors"),
     # ------------------------------------------------------------------ ipg
     Mutation("ipg-learning-rate-1e-5", "ipg", "learning rate 1e-5: the policy barely moves from its start",
              "learning_rate: float = 1e-2", "learning_rate: float = 1e-5",
@@ -94,34 +121,20 @@ MUTATIONS = [
     Mutation("ipg-policy-gradient-sign", "ipg", "the factored policy gradient's sign flipped",
              "pg_loss = -sum(", "pg_loss = sum(",
              T("test_mi_pg_ipg.py", "test_ipg_falls_into_the_payoff_0_corner_from_the_adversarial_start")),
-    Mutation("ipg-gae-never-bootstraps-between-rounds", "ipg", "GAE's next value is always the final one (0)",
-             "next_value = values[t + 1] if t + 1 < T else final_value", "next_value = final_value",
-             T(TIME_LIMITS, "test_gae_against_hand_computation")),
-    Mutation("ipg-time-limit-not-bootstrapped", "ipg", "a time limit treated as a real end (final value 0)",
-             "final_value = critic(state).squeeze(-1) if envs.ends_by_time_limit else torch.zeros(B, device=device)",
-             "final_value = torch.zeros(B, device=device)",
-             T(TIME_LIMITS, "test_policy_gradient_bootstraps_only_at_a_time_limit[time_limit-ipg]")),
-    Mutation("ipg-saves-the-critic", "ipg", "--save-model saves the critic",
-             'torch.save(actor.state_dict(), f"runs/{run_name}/{args.exp_name}.actors.pt")',
-             'torch.save(critic.state_dict(), f"runs/{run_name}/{args.exp_name}.actors.pt")', saved("ipg")),
+    gae_next_value_final("ipg"),
+    final_value_dropped("ipg"),
+    saves("ipg", "critic"),
     # ------------------------------------------------------------------ jpg
-    Mutation("jpg-saves-the-critic", "jpg", "--save-model saves the critic",
-             'torch.save(actor.state_dict(), f"runs/{run_name}/{args.exp_name}.actors.pt")',
-             'torch.save(critic.state_dict(), f"runs/{run_name}/{args.exp_name}.actors.pt")', saved("jpg")),
+    saves("jpg", "critic"),
     Mutation("jpg-policy-gradient-sign", "jpg", "the joint policy gradient's sign flipped",
              "pg_loss = -(b_adv * joint_log_probs.gather(", "pg_loss = (b_adv * joint_log_probs.gather(",
              T("test_mappo_mackrl_jpg.py", "test_jpg_single_joint_agent_reaches_the_optimum_from_the_trap_start")),
     Mutation("jpg-no-exploration", "jpg", "the rollout acts greedily instead of sampling pi_jt",
              "action_buf[t] = Categorical(logits=actor(state)).sample()", "action_buf[t] = actor(state).argmax(-1)",
              T("test_mappo_mackrl_jpg.py", "test_jpg_single_joint_agent_reaches_the_optimum_from_the_trap_start")),
-    Mutation("jpg-time-limit-not-bootstrapped", "jpg", "a time limit treated as a real end (final value 0)",
-             "final_value = critic(state).squeeze(-1) if envs.ends_by_time_limit else torch.zeros(B, device=device)",
-             "final_value = torch.zeros(B, device=device)",
-             T(TIME_LIMITS, "test_policy_gradient_bootstraps_only_at_a_time_limit[time_limit-jpg]")),
+    final_value_dropped("jpg"),
     # ------------------------------------------------------------------ mappo
-    Mutation("mappo-saves-the-critic", "mappo", "--save-model saves the critic instead of the actors",
-             'torch.save(actor.state_dict(), f"runs/{run_name}/{args.exp_name}.actors.pt")',
-             'torch.save(critic.state_dict(), f"runs/{run_name}/{args.exp_name}.actors.pt")', saved("mappo")),
+    saves("mappo", "critic", bug="--save-model saves the critic instead of the actors"),
     Mutation("mappo-optimistic-surrogate", "mappo", "max instead of min in the clipped surrogate",
              "return -torch.min(ratio * advantages, ratio.clamp(1.0 - clip_coef, 1.0 + clip_coef) * advantages)",
              "return -torch.max(ratio * advantages, ratio.clamp(1.0 - clip_coef, 1.0 + clip_coef) * advantages)",
@@ -134,9 +147,9 @@ MUTATIONS = [
              "final_value = critic_values(obs, state) if envs.ends_by_time_limit else None", "final_value = None",
              T(TIME_LIMITS, "test_policy_gradient_bootstraps_only_at_a_time_limit[time_limit-mappo]")),
     # ------------------------------------------------------------------ mackrl
-    Mutation("mackrl-saves-the-critic-as-controllers", "mackrl", "--save-model saves the critic as the controllers",
+    Mutation("mackrl-saves-critic-as-controllers", "mackrl", "--save-model saves the critic as the controllers",
              '"pair_controllers": controllers.state_dict()', '"pair_controllers": critic.state_dict()',
-             saved("mackrl")),
+             saved_test("mackrl")),
     Mutation("mackrl-delegation-ignores-its-probability", "mackrl", "P(a1, a2) adds pi_1 pi_2 without p(delegate)",
              "controller_log_probs[:, -1:] + delegated)", "delegated)",
              T("test_mappo_mackrl_jpg.py", "test_mackrl_pair_probability_equals_the_formula")),
@@ -151,10 +164,8 @@ MUTATIONS = [
              "squeeze(1) - counterfactual_baseline(q, lp.detach())",
              "squeeze(1) - 0 * counterfactual_baseline(q, lp.detach())",
              T("test_coma_maddpg.py", "test_coma_train_subtracts_the_counterfactual_baseline")),
-    Mutation("coma-saves-an-untrained-actor", "coma", "--save-model saves a freshly initialized actor",
-             'torch.save(actor.state_dict(), f"runs/{run_name}/{args.exp_name}.actors.pt")',
-             'torch.save(DecentralizedActor(envs.obs_dim, action_sizes, args.hidden_size, args.init_prob)'
-             '.state_dict(), f"runs/{run_name}/{args.exp_name}.actors.pt")', saved("coma")),
+    saves("coma", "DecentralizedActor(envs.obs_dim, action_sizes, args.hidden_size, args.init_prob)",
+          bug="--save-model saves a freshly initialized (untrained) actor", name="an-untrained-actor"),
     Mutation("coma-td-lambda-weights-swapped", "coma", "lambda and 1 - lambda swapped in the TD(lambda) target",
              "((1 - lam) * next_q + lam * next_return)", "(lam * next_q + (1 - lam) * next_return)",
              T("test_coma_maddpg.py", "test_coma_td_lambda_targets_span_monte_carlo_to_one_step")),
@@ -166,10 +177,7 @@ MUTATIONS = [
              "targets = td_lambda_targets(reward_buf, target_q, 0.0, args.td_lambda, final_q)",
              T("test_bootstrapping.py", "test_advantage_bootstraps_between_rounds[coma]")),
     # ------------------------------------------------------------------ maddpg
-    Mutation("maddpg-saves-the-target-actor", "maddpg", "--save-model saves the (lagging) target actor",
-             'torch.save(actor.state_dict(), f"runs/{run_name}/{args.exp_name}.actors.pt")',
-             'torch.save(target_actor.state_dict(), f"runs/{run_name}/{args.exp_name}.actors.pt")',
-             saved("maddpg")),
+    saves("maddpg", "target_actor", bug="--save-model saves the (lagging) target actor"),
     Mutation("maddpg-actor-descends-q", "maddpg", "the actor loss's sign flipped (descends Q_i)",
              "actor_loss = actor_loss - critics[i](joint).mean()", "actor_loss = actor_loss + critics[i](joint).mean()",
              T("test_coma_maddpg.py", "test_the_same_run_from_a_uniform_start_finds_the_optimum[maddpg]")),
@@ -181,43 +189,24 @@ MUTATIONS = [
              "return (rounds + 1 < episode_length).float()",
              T(TIME_LIMITS, "test_maddpg_target_mask", "test_value_targets_bootstrap_only_at_a_time_limit[maddpg]")),
     # ------------------------------------------------------------------ iql
-    Mutation("iql-time-limit-is-terminal", "iql", "no bootstrap at simple_spread's time limit",
-             "terminal = done.float() * (not envs.ends_by_time_limit)", "terminal = done.float()",
-             T(TIME_LIMITS, "test_value_targets_bootstrap_only_at_a_time_limit[iql]")),
-    Mutation("iql-epsilon-frozen", "iql", "epsilon never decays from --start-e",
-             "return start_e + progress * (end_e - start_e)", "return start_e",
-             T("test_schedules.py", "test_epsilon_anneals_linearly_to_its_end_value[iql]")),
-    Mutation("iql-saves-the-target-network", "iql", "--save-model saves the target network",
-             'torch.save(q_network.state_dict(), f"runs/{run_name}/{args.exp_name}.actors.pt")',
-             'torch.save(target_network.state_dict(), f"runs/{run_name}/{args.exp_name}.actors.pt")', saved("iql")),
+    time_limit_is_terminal("iql"),
+    epsilon_frozen("iql"),
+    saves("iql", "target_network", "q_network"),
     # ------------------------------------------------------------------ vdn
-    Mutation("vdn-time-limit-is-terminal", "vdn", "no bootstrap at simple_spread's time limit",
-             "terminal = done.float() * (not envs.ends_by_time_limit)", "terminal = done.float()",
-             T(TIME_LIMITS, "test_value_targets_bootstrap_only_at_a_time_limit[vdn]")),
+    time_limit_is_terminal("vdn"),
     Mutation("vdn-q-tot-is-a-mean", "vdn", "Q_tot trained as the mean of the utilities, not their sum",
              "q_tot = chosen_q(q_network(b_obs[:, :T]), b_actions).sum(-1)",
              "q_tot = chosen_q(q_network(b_obs[:, :T]), b_actions).mean(-1)",
              T("test_value_factorization.py", "test_monotonic_q_tot_cannot_order_the_2x2_payoff[vdn]")),
-    Mutation("vdn-epsilon-frozen", "vdn", "epsilon never decays from --start-e",
-             "return start_e + progress * (end_e - start_e)", "return start_e",
-             T("test_schedules.py", "test_epsilon_anneals_linearly_to_its_end_value[vdn]")),
-    Mutation("vdn-saves-the-target-network", "vdn", "--save-model saves the target network",
-             'torch.save(q_network.state_dict(), f"runs/{run_name}/{args.exp_name}.actors.pt")',
-             'torch.save(target_network.state_dict(), f"runs/{run_name}/{args.exp_name}.actors.pt")', saved("vdn")),
+    epsilon_frozen("vdn"),
+    saves("vdn", "target_network", "q_network"),
     # ------------------------------------------------------------------ qmix
     Mutation("qmix-mixer-not-monotonic", "qmix", "the absolute value dropped from the mixing weights",
              "return torch.abs(weights)", "return weights",
              T("test_value_factorization.py", "test_qmix_mixer_is_monotonic[2]")),
-    Mutation("qmix-time-limit-is-terminal", "qmix", "no bootstrap at simple_spread's time limit",
-             "terminal = done.float() * (not envs.ends_by_time_limit)", "terminal = done.float()",
-             T(TIME_LIMITS, "test_value_targets_bootstrap_only_at_a_time_limit[qmix]")),
-    Mutation("qmix-epsilon-frozen", "qmix", "epsilon never decays from --start-e",
-             "return start_e + progress * (end_e - start_e)", "return start_e",
-             T("test_schedules.py", "test_epsilon_anneals_linearly_to_its_end_value[qmix]")),
-    Mutation("qmix-saves-the-target-network", "qmix", "--save-model saves the target network",
-             'torch.save(q_network.state_dict(), f"runs/{run_name}/{args.exp_name}.actors.pt")',
-             'torch.save(target_network.state_dict(), f"runs/{run_name}/{args.exp_name}.actors.pt")',
-             saved("qmix")),
+    time_limit_is_terminal("qmix"),
+    epsilon_frozen("qmix"),
+    saves("qmix", "target_network", "q_network"),
     # ------------------------------------------------------------------ qtran
     Mutation("qtran-time-limit-is-terminal", "qtran", "no bootstrap from the last step at a time limit",
              "bootstrapped = T if envs.ends_by_time_limit else T - 1", "bootstrapped = T - 1",
@@ -228,13 +217,8 @@ MUTATIONS = [
     Mutation("qtran-opt-moves-q-jt", "qtran", "Q_jt not detached in L_opt",
              "opt_loss = (q_sum_greedy - q_jt_greedy.detach() + v_jt)", "opt_loss = (q_sum_greedy - q_jt_greedy + v_jt)",
              T("test_qtran.py", "test_loss_terms_match_hand_computation")),
-    Mutation("qtran-epsilon-frozen", "qtran", "epsilon never decays from --start-e",
-             "return start_e + (end_e - start_e) * progress", "return start_e",
-             T("test_schedules.py", "test_epsilon_anneals_linearly_to_its_end_value[qtran]")),
-    Mutation("qtran-saves-the-target-utilities", "qtran", "--save-model saves the target utilities",
-             'torch.save(utilities.state_dict(), f"runs/{run_name}/{args.exp_name}.actors.pt")',
-             'torch.save(target_utilities.state_dict(), f"runs/{run_name}/{args.exp_name}.actors.pt")',
-             saved("qtran")),
+    epsilon_frozen("qtran", "return start_e + (end_e - start_e) * progress"),
+    saves("qtran", "target_utilities", "utilities"),
 ]
 
 
