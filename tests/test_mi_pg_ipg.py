@@ -139,19 +139,6 @@ def test_tensorboard_scalars(run_algo, tmp_path):
             "eval/decentralized_return_greedy", "policy/agent_0/action_0", "policy/agent_1/action_1"} <= tags
 
 
-def test_save_model_keeps_only_the_decentralized_actor(run_algo, tmp_path):
-    summary = run_algo("mi_pg", env_id="climbing", save_model=True, **SMALL)
-    (path,) = tmp_path.glob("runs/*/mi_pg.actors.pt")
-    state = torch.load(path)
-    assert all(key.startswith(("torso.", "heads.")) for key in state), list(state)
-    actor = mi_pg.DecentralizedActor(obs_dim=2, action_sizes=[3, 3], hidden=64, init_prob=None)
-    actor.load_state_dict(state)
-    with torch.no_grad():
-        probs = [lp.exp()[0] for lp in actor(torch.eye(2).unsqueeze(0))]
-    for agent, p in zip(["agent_0", "agent_1"], probs):
-        assert p.tolist() == pytest.approx(summary["policy"][agent][0], abs=1e-6)
-
-
 def test_no_nan_under_extreme_settings(run_algo):
     summary = run_algo("mi_pg", env_id="penalty", penalty_k=-1000.0, lambda_max=1000.0, learning_rate=0.1,
                        lambda_end=0.05, alpha_start=0.05, alpha_end=0.1, **SMALL)
