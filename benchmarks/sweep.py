@@ -631,8 +631,9 @@ def run_from_args(sweep: list[dict], args: argparse.Namespace, parser: argparse.
     except SweepError as err:
         parser.error(str(err))
     except KeyboardInterrupt:
-        print(f"\ninterrupted: the finished runs are saved in {results.path}; run the same command again to "
-              "resume", file=sys.stderr)
+        saved = len(Results(results.path).runs)
+        print(f"\ninterrupted: {results.path} holds {saved} finished runs; run the same command again to resume",
+              file=sys.stderr)
         sys.exit(130)
     if outcome.failed:
         print(f"{len(outcome.failed)} runs failed (listed above); the others are saved in {results.path}. Run the "
