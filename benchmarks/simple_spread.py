@@ -25,7 +25,16 @@ import torch
 
 sys.path.insert(0, str(Path(__file__).resolve().parents[1]))
 from benchmarks.matrix_games import available_algos, score
-from benchmarks.sweep import ROOT, add_arguments, common_flags, load_results, make_jobs, run_from_args, variants
+from benchmarks.sweep import (
+    ROOT,
+    Results,
+    add_arguments,
+    common_flags,
+    load_results,
+    make_jobs,
+    run_from_args,
+    variants,
+)
 from envs import BatchedMPE, make_mpe_env
 
 ENV_ID = "simple_spread"
@@ -166,7 +175,7 @@ def main():
     write_report(out, results)
 
 
-def write_report(out: Path, results) -> None:
+def write_report(out: Path, results: Results) -> None:
     markdown = report({"runs": results.runs, **results.extra, "footer": results.footer})
     print(markdown)
     out.with_suffix(".md").write_text(markdown)
