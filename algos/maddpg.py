@@ -88,6 +88,9 @@ class Args:
     """the Weights and Biases entity (team)"""
     save_model: bool = False
     """if toggled, save what is deployed (the per-agent actors or utilities) to runs/{run_name}/{exp_name}.actors.pt"""
+    capture_video: bool = False
+    """if toggled, draw three greedy episodes of the trained agents (simple_spread only; mpe2's renderer, headless)
+    into runs/{run_name}/videos/episode_{seed}.gif"""
     quiet: bool = False
     """if toggled, print nothing (no progress lines, no final summary)"""
     env_id: str = "coordination-2x2"
@@ -352,7 +355,7 @@ def train(args: Args) -> dict:
             }
     if args.save_model:
         torch.save(actor.state_dict(), f"runs/{run_name}/{args.exp_name}.actors.pt")
-    return finish_run(args, run_name, writer, summary, envs)
+    return finish_run(args, run_name, writer, summary, evaluator)
 
 
 # ====================== boilerplate: the same in every script (checked by a test), safe to skip ======================
@@ -380,6 +383,8 @@ def check_common_args(args) -> None:
             f"--total-timesteps ({args.total_timesteps}) is less than one update"
             f" (--num-envs x --episode-length = {steps_per_update})"
         )
+    if args.capture_video and not hasattr(game, "record_episodes"):
+        raise ValueError(f"--capture-video draws MPE games only (--env-id simple_spread), not {args.env_id}")
     if args.track:
         try:
             import wandb  # noqa: F401
@@ -458,6 +463,13 @@ class Evaluator:
                 writer.add_scalar(f"eval/{name}", value, global_step)
         return {key: self.curves[key][-1] for key in self.policies}
 
+    def record_video(self, out_dir, episodes: int = 3) -> None:
+        """Draws `episodes` episodes of the first policy (the executed one) into out_dir (--capture-video)."""
+        act = next(iter(self.policies.values()))
+        with torch.random.fork_rng(devices=self.forked_devices):
+            seeds = torch.randint(2**31 - 1, (episodes,), generator=self.rng).tolist()
+            self.envs.record_episodes(act, seeds, out_dir)
+
     def summary(self) -> dict:
         """The last evaluation of every policy (and metric), each return's maximum over training, and the curves."""
         names = [name for name in self.curves if name != "env_steps"]
@@ -466,13 +478,17 @@ class Evaluator:
                 "eval_curves": self.curves}
 
 
-def finish_run(args, run_name, writer, summary: dict, envs) -> dict:
-    """Writes runs/{run_name}/summary.json (same seed, same file but for wall_time_s) and closes the logs.
+def finish_run(args, run_name, writer, summary: dict, evaluator: Evaluator) -> dict:
+    """Writes runs/{run_name}/summary.json (same seed, same file but for wall_time_s), draws the videos
+    (--capture-video) and closes the logs.
 
     Games with private information also know what a centralized policy could earn; for them the summary
     adds both optima and the gaps between them and the executed policy's return (greedy where it has one).
     """
     writer.close()
+    envs = evaluator.envs  # copies of the training game: the same optima
+    if args.capture_video:
+        evaluator.record_video(f"runs/{run_name}/videos")
     if getattr(envs, "centralized_optimum", None) is not None:
         executed = next(summary[key] for key in ("decentralized_return_greedy", "decentralized_return_sampled",
                                                  "joint_return_greedy") if summary.get(key) is not None)

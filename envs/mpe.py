@@ -83,8 +83,9 @@ def _check(env_id: str, episode_length) -> None:
         raise ValueError(f"--episode-length must be an integer >= 1, got {episode_length!r}")
 
 
-def make_mpe_env(env_id: str = "simple_spread", episode_length: int = DEFAULT_EPISODE_LENGTH):
-    """The PettingZoo ParallelEnv of simple_spread with the settings of the module docstring."""
+def make_mpe_env(env_id: str = "simple_spread", episode_length: int = DEFAULT_EPISODE_LENGTH, render_mode=None):
+    """The PettingZoo ParallelEnv of simple_spread with the settings of the module docstring (`render_mode`:
+    mpe2's, e.g. "rgb_array")."""
     _check(env_id, episode_length)
     # imported here: mpe2 (and pygame, which it imports) is only needed when an MPE game is asked for
     from mpe2 import simple_spread_v3
@@ -95,7 +96,38 @@ def make_mpe_env(env_id: str = "simple_spread", episode_length: int = DEFAULT_EP
         max_cycles=episode_length,
         continuous_actions=False,
         terminate_on_success=False,  # fixed-length episodes, for lock-step batching
+        render_mode=render_mode,
     )
+
+
+def record_episodes(act, seeds, out_dir, env_id: str = "simple_spread", episode_length: int = DEFAULT_EPISODE_LENGTH):
+    """Plays one episode per seed in mpe2's own env with `act(obs (1, N, obs_dim), state (1, state_dim)) -> actions
+    (1, N)`, the scripts' interface, draws it with mpe2's renderer (headless) and writes out_dir/episode_{seed}.gif.
+    The episode is the one BatchedMPE plays from `reset(seed=seed)` (tests/test_mpe.py). Returns the paths."""
+    import os
+    from pathlib import Path
+
+    os.environ.setdefault("SDL_VIDEODRIVER", "dummy")  # pygame without a screen
+    from PIL import Image  # pillow, which matplotlib (requirements.txt) brings
+
+    env = make_mpe_env(env_id, episode_length, render_mode="rgb_array")
+    agents = env.possible_agents
+    out_dir = Path(out_dir)
+    out_dir.mkdir(parents=True, exist_ok=True)
+    paths = []
+    for seed in seeds:
+        observations, _ = env.reset(seed=int(seed))
+        frames = [env.render()]
+        for _ in range(episode_length):
+            obs = torch.as_tensor(np.stack([observations[agent] for agent in agents])).unsqueeze(0)
+            actions = act(obs, obs.reshape(1, -1))  # the state is every observation concatenated (module docstring)
+            observations, *_ = env.step({agent: int(actions[0, i]) for i, agent in enumerate(agents)})
+            frames.append(env.render())
+        images = [Image.fromarray(frame) for frame in frames]
+        paths.append(out_dir / f"episode_{seed}.gif")
+        images[0].save(paths[-1], save_all=True, append_images=images[1:], duration=100, loop=0)  # 10 frames/s
+    env.close()
+    return paths
 
 
 class BatchedMPE:
@@ -204,6 +236,10 @@ class BatchedMPE:
         # lock-step: every copy is truncated at the same step (no early termination, module docstring)
         dones = torch.full((self.num_envs,), self._t >= self.episode_length, device=self.device)
         return *self._observe(), rewards.to(torch.float32), dones
+
+    def record_episodes(self, act, seeds, out_dir):
+        """Draws one episode per seed of `act` into out_dir/episode_{seed}.gif (module function `record_episodes`)."""
+        return record_episodes(act, seeds, out_dir, self.name, self.episode_length)
 
     def epymarl_return(self, episode_return: torch.Tensor) -> torch.Tensor:
         """The EPyMARL paper's return of the episodes just played, from ours (module docstring, "EPyMARL's scale"):
