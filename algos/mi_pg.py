@@ -1,6 +1,6 @@
 """MI-annealed policy gradient (mi_pg): learn jointly first, factor later.
 
-Idea (README.md, "The method"): per-agent policy gradient follows the factored gradient and
+Idea (README.md, "The method"; docs/method.md in full): per-agent policy gradient follows the factored gradient and
 falls into poor Nash equilibria; a joint policy pi_jt(a|s) does not (its gradient on the best joint
 action is always positive). So learn both on shared parameters:
   * a joint head pi_jt(a|s) over all prod_i |A_i| joint actions, reading the global state, and
@@ -9,7 +9,7 @@ and add lambda_t * KL(pi_jt || prod_i pi_i) to the policy-gradient loss, lambda_
 Act with the mixture (1 - alpha_t) pi_jt + alpha_t prod_i pi_i, alpha_t annealed 0 -> 1, so training
 starts collaborative and ends as a purely decentralized product-of-marginals policy.
 
-Method:   the marl-refs proposal "Minimize Mutual Information", described in README.md ("The method").
+Method:   the marl-refs proposal "Minimize Mutual Information", described in docs/method.md.
 Run:      python algos/mi_pg.py --lambda-max 5
           python algos/mi_pg.py --env-id climbing --init-prob 0.9
           tensorboard --logdir runs
@@ -55,7 +55,7 @@ class Args:
     ent_coef: float = 0.1
     """coefficient of the entropy bonus (entropy of the acting mixture policy). 0.1, not the usual 0.01: at 0.01
     the joint head settles on one guess of a private signal before it learns to read the signal
-    (signal-climbing, 10 seeds: mean 16.5 at 0.01, 20.5 at 0.1; README, "Private-signal games")"""
+    (signal-climbing, 10 seeds: mean 16.5 at 0.01, 20.5 at 0.1; docs/results.md, "Why mi_pg once missed signal-climbing")"""
     vf_coef: float = 0.5
     """coefficient of the value loss"""
     max_grad_norm: float = 0.5

@@ -168,7 +168,7 @@ class BatchedMPE:
         self.payoff = None  # not a matrix game
         self.tabular = False  # observations are continuous; no round-by-round policy table
         # the scripts' budget when --total-timesteps is not given: EPyMARL's for off-policy methods on MPE,
-        # about a minute per run here (README, "simple_spread")
+        # a few minutes per run here (docs/results.md, "MPE simple_spread")
         self.default_total_timesteps = 2_000_000
         # max_cycles is a time limit (mpe2 reports a truncation) and the step count is not in the observation:
         # the world after the last step is not terminal, so value targets should bootstrap from it
