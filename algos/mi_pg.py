@@ -52,10 +52,12 @@ class Args:
     """lambda of generalized advantage estimation"""
     norm_adv: bool = True
     """if toggled, normalize advantages within each batch"""
-    ent_coef: float = 0.1
-    """coefficient of the entropy bonus (entropy of the acting mixture policy). 0.1, not the usual 0.01: at 0.01
-    the joint head settles on one guess of a private signal before it learns to read the signal
-    (signal-climbing, 10 seeds: mean 16.5 at 0.01, 20.5 at 0.1; docs/results.md, "Why mi_pg once missed signal-climbing")"""
+    ent_coef: float | None = None
+    """coefficient of the entropy bonus (entropy of the acting mixture policy over all joint actions). Default: the
+    game's. 0.1 on the matrix and private-signal games, not the usual 0.01: at 0.01 the joint head settles on one guess
+    of a private signal before it learns to read it (signal-climbing, 10 seeds: mean 16.5 at 0.01, 20.5 at 0.1;
+    docs/results.md, "Why mi_pg once missed signal-climbing"). 0.01 on simple_spread: over its 125 joint actions 0.1
+    holds the policy at uniform (docs/results.md, "MPE simple_spread")"""
     vf_coef: float = 0.5
     """coefficient of the value loss"""
     max_grad_norm: float = 0.5
@@ -253,6 +255,8 @@ def gae(rewards: torch.Tensor, values: torch.Tensor, final_value: torch.Tensor, 
 
 def check_args(args: Args) -> None:
     check_common_args(args)
+    if args.ent_coef is None:  # the game's default (see the flag's help)
+        args.ent_coef = 0.01 if make_envs(args, 1).family == "mpe" else 0.1
     if not (args.lambda_max >= 0 and math.isfinite(args.lambda_max)):
         raise ValueError(f"--lambda-max must be a finite number >= 0, got {args.lambda_max}")
     if args.init_prob is not None and not 0.0 < args.init_prob < 1.0:

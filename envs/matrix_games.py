@@ -126,6 +126,7 @@ class _GameSpec:
         self.optimum = float(self.payoff.max()) * episode_length  # best episode return
         # every episode shows the same observations, so a learned policy can be listed round by round
         self.tabular = True
+        self.family = "matrix"  # matrix, private (envs/private_games.py) or mpe (envs/mpe.py)
         self.default_total_timesteps = 64_000  # the scripts' budget when --total-timesteps is not given
         # the last round ends the game (a terminal state, and the round is in the observation): no bootstrap
         self.ends_by_time_limit = False

@@ -167,6 +167,7 @@ class BatchedMPE:
         self.optimum = None  # unknown: random continuous start positions
         self.payoff = None  # not a matrix game
         self.tabular = False  # observations are continuous; no round-by-round policy table
+        self.family = "mpe"
         # the scripts' budget when --total-timesteps is not given: EPyMARL's for off-policy methods on MPE,
         # a few minutes per run here (docs/results.md, "MPE simple_spread")
         self.default_total_timesteps = 2_000_000

@@ -79,6 +79,7 @@ class _PrivateSignals:
         n, k, b, rounds = self.n_agents, num_signals, float(signal_bonus), self.episode_length
         self.num_signals, self.signal_bonus, self.crossed = k, b, crossed
         self.tabular = False  # observations depend on the signals drawn
+        self.family = "private"
         self.targets = [(i + crossed) % n for i in range(n)]  # agent i must name s_targets[i]
         self.choice_sizes = list(self.payoff.shape)  # |A_i|, the base game's actions
         self.action_sizes = [size * k for size in self.choice_sizes]  # a_i = c_i * K + d_i
