@@ -1,9 +1,14 @@
-"""MPE simple_spread: every script at its defaults, the environment's speed, and the cost of mi_pg's joint head.
+"""MPE simple_spread: every script at its defaults, evaluated as the EPyMARL paper evaluates; the environment's
+speed, and the cost of mi_pg's joint head.
 
-Writes benchmarks/results/simple_spread.{md,json}. The JSON keeps each run's summary and its training curve
-(`charts/episodic_return`, read back from the run's TensorBoard log), which benchmarks/figures.py plots.
+Every run is evaluated as in Papoudakis et al. (2021): 100 episodes every 50,000 env steps (and at the end),
+greedy and, for policies, sampled; the tables give the maximum over training of those means (the paper's "maximum
+returns") and the final one, on our scale and on the paper's (envs/mpe.py: P = 3 G - 3 T - 2 C, exact, from the
+collisions counted in the same episodes). The JSON keeps each run's summary, evaluation curves included, which
+benchmarks/figures.py plots.
 
-    python benchmarks/simple_spread.py                         # 11 scripts x 3 seeds at the defaults (2M steps)
+    python benchmarks/simple_spread.py                         # every script x 3 seeds at the defaults (2M steps)
+    python benchmarks/simple_spread.py --protocol epymarl      # the paper's budgets: 20M on-policy, 2M off-policy, 5 seeds
     python benchmarks/simple_spread.py --algos mi_pg ipg --seeds 2 --total-timesteps 500000
     python benchmarks/simple_spread.py --report-only           # rebuild the Markdown from the JSON
     python benchmarks/simple_spread.py --ray-address auto      # on a running Ray cluster (docs/sweeps.md)
@@ -12,7 +17,7 @@ Runs go through benchmarks/sweep.py: each finished run is saved in the JSON at o
 command again resumes an interrupted sweep.
 
 Returns here are the team reward summed over the 25 steps: minus the landmark-to-nearest-agent distances,
-no collision penalty (envs/mpe.py). The published numbers use another reward; `published()` converts.
+no collision penalty (envs/mpe.py); the paper's reward adds the collisions, and the summaries carry both.
 """
 
 import argparse
@@ -24,12 +29,11 @@ from pathlib import Path
 import torch
 
 sys.path.insert(0, str(Path(__file__).resolve().parents[1]))
-from benchmarks.matrix_games import available_algos, score
+from benchmarks.matrix_games import available_algos
 from benchmarks.sweep import (
     ROOT,
     Results,
     add_arguments,
-    common_flags,
     load_results,
     make_jobs,
     run_from_args,
@@ -46,22 +50,47 @@ ENV_ID = "simple_spread"
 # rendering), not from the paper itself: check before citing. The algorithms this project also has:
 PUBLISHED = {"qmix": (-126.62, 2.96), "vdn": (-131.03, 1.85), "iql": (-132.63, 2.22), "mappo": (-133.54, 3.08),
              "ippo": (-133.86, 3.67), "maddpg": (-141.70, 1.74), "coma": (-204.31, 6.30)}
+IPPO = "mappo:independent_critic=True"  # this project's IPPO: algos/mappo.py with a per-agent critic V(o_i)
+
+# The paper's protocol: on-policy methods get 20M env steps, off-policy ones 2M; evaluation every 50k steps.
+ON_POLICY = {"mi_pg", "ipg", "jpg", "mappo", "mackrl", "coma"}
+EVAL_INTERVAL, EVAL_EPISODES = 50_000, 100
+PROTOCOLS = {"defaults": {"seeds": 3, "out": "simple_spread"}, "epymarl": {"seeds": 5, "out": "simple_spread_epymarl"}}
+# two-sided 95% quantiles of Student's t by degrees of freedom, for the CI over seeds (mean +- t s / sqrt(n))
+T_95 = {1: 12.706, 2: 4.303, 3: 3.182, 4: 2.776, 5: 2.571, 6: 2.447, 7: 2.365, 8: 2.306, 9: 2.262}
 
 
-def epymarl_scale_upper_bound(our_return: float, episode_length: int = 25) -> float:
-    """Our return R on EPyMARL's reported scale, at best (no collisions).
-
-    EPyMARL's MPE fork gives each agent  -sum_l min_i d(i, l) - (collisions of that agent, itself included:
-    an agent always overlaps itself) and reports the sum over the three agents per step (after dividing its
-    logged return by 3). Per episode that is  3 R - 3 T - 2 C,  C >= 0 the number of (step, colliding pair)
-    events, which our runs do not count; so 3 R - 3 T is an upper bound on the comparable number.
-    """
-    return 3 * our_return - 3 * episode_length
+def budget(variant: str, protocol: str, total_timesteps: int | None) -> int:
+    """Env steps of one run: --total-timesteps if given; else the paper's (20M on-policy, 2M off-policy) under
+    --protocol epymarl, the game's default (2M) under the defaults."""
+    if total_timesteps is not None:
+        return total_timesteps
+    return 20_000_000 if protocol == "epymarl" and variant.split(":")[0] in ON_POLICY else 2_000_000
 
 
-def our_scale_lower_bound(published_return: float, episode_length: int = 25) -> float:
-    """The inverse: a published return P means R = (P + 3 T + 2 C) / 3 >= (P + 3 T) / 3 on our scale."""
-    return (published_return + 3 * episode_length) / 3
+def run_flags(protocol: str, total_timesteps: int | None, cuda: bool):
+    """variant -> the flags of its runs: the budget, and EPyMARL's evaluation (100 episodes every 50k steps)."""
+    def flags(variant: str) -> dict:
+        steps = budget(variant, protocol, total_timesteps)
+        common = {"total_timesteps": steps, "num_evals": max(steps // EVAL_INTERVAL - 1, 0),
+                  "eval_episodes": EVAL_EPISODES}
+        return {**common, "cuda": True} if cuda else common
+    return flags
+
+
+def executed(summary: dict) -> tuple[str, str | None]:
+    """The summary keys of the executed policy, greedy and sampled (None: no stochastic policy is deployed)."""
+    kind = "decentralized" if summary.get("decentralized", True) else "joint"
+    sampled = f"{kind}_return_sampled"
+    return f"{kind}_return_greedy", sampled if summary.get(sampled) is not None else None
+
+
+def mean_ci(values: list[float]) -> tuple[float, float]:
+    """Mean and the half-width of its 95% confidence interval over seeds (Student's t; 0 for one seed)."""
+    n = len(values)
+    if n < 2:
+        return values[0], 0.0
+    return statistics.mean(values), T_95.get(n - 1, 1.96) * statistics.stdev(values) / n**0.5
 
 
 def env_speed(num_envs: int = 128, episodes: int = 8) -> dict[str, float]:
@@ -92,29 +121,52 @@ def head_parameters(hidden: int = 64, n_agents: int = 3, n_actions: int = 5) -> 
     return {"joint_head": (hidden + 1) * n_actions**n_agents, "marginal_heads": n_agents * (hidden + 1) * n_actions}
 
 
+def published(variant: str) -> tuple[float, float] | None:
+    """The paper's number for a row: the script at its defaults (IPPO: mappo with a per-agent critic)."""
+    return PUBLISHED.get("ippo" if variant == IPPO else variant)
+
+
+def cell(runs: list[dict], key: str, best: bool) -> str:
+    """mean ± 95% CI over the runs of summary[key], or of its maximum over training."""
+    mean, ci = mean_ci([(summary["max_over_training"] if best else summary)[key] for summary in runs])
+    return f"{mean:.1f} ± {ci:.1f}"
+
+
 def table(results: list[dict], algos: list[str]) -> str:
-    lines = [("| algorithm | return, greedy (mean ± std) | return, sampled | EPyMARL scale, at best | env steps "
-             "| s / run | env steps/s |"), "|---|---|---|---|---|---|---|"]
+    """One row per variant: returns as mean ± 95% CI over seeds, the maximum over training (the paper's measure)
+    and the final evaluation, on our scale and on the paper's."""
+    lines = [("| algorithm | env steps | seeds | greedy, max (final) | sampled, max (final) | EPyMARL scale: greedy "
+              "max | sampled max | published | colliding pair-steps | s / run | env steps/s |"),
+             "|---|---|---|---|---|---|---|---|---|---|---|"]
     for algo in algos:
-        runs = [r for r in results if r["algo"] == algo]
-        greedy = [score(r["summary"])[0] for r in runs]
-        sampled = [r["summary"]["decentralized_return_sampled"] for r in runs]
-        spread = statistics.stdev(greedy) if len(greedy) > 1 else 0.0
-        sampled_cell = "n/a" if None in sampled else f"{statistics.mean(sampled):.1f}"
-        wall = statistics.mean(r["summary"]["wall_time_s"] for r in runs)
-        steps = runs[0]["summary"]["env_steps"]
-        lines.append(f"| {algo} | {statistics.mean(greedy):.1f} ± {spread:.1f}{score(runs[0]['summary'])[1]} | "
-                     f"{sampled_cell} | {epymarl_scale_upper_bound(statistics.mean(greedy)):.0f} | {steps:,} | "
-                     f"{wall:.0f} | {steps / wall:,.0f} |")
+        runs = [r["summary"] for r in results if r["algo"] == algo]
+        greedy, sampled = executed(runs[0])
+        pairs = [f"{cell(runs, key, True)} ({cell(runs, key, False)})" if key else "n/a" for key in (greedy, sampled)]
+        theirs = [cell(runs, f"epymarl_return/{key}", True) if key else "n/a" for key in (greedy, sampled)]
+        paper = published(algo)
+        wall = statistics.mean(summary["wall_time_s"] for summary in runs)
+        steps = runs[0]["env_steps"]
+        collisions = statistics.mean(summary[f"colliding_pair_steps/{greedy}"] for summary in runs)
+        lines.append(
+            f"| {algo}{' (joint)' if greedy.startswith('joint') else ''} | {steps:,} | {len(runs)} | {pairs[0]} "
+            f"| {pairs[1]} | {theirs[0]} | {theirs[1]} | {'' if paper is None else f'{paper[0]:.1f} ± {paper[1]:.1f}'} "
+            f"| {collisions:.1f} | {wall:.0f} | {steps / wall:,.0f} |")
     return "\n".join(lines)
 
 
 def report(saved: dict) -> str:
     results, speed, algos = saved["runs"], saved["speed"], list(dict.fromkeys(r["algo"] for r in saved["runs"]))
     seeds = sorted({r["seed"] for r in results})
-    parts = [(f"simple_spread, every script at its defaults, seeds {seeds[0]}-{seeds[-1]}; final evaluation of the "
-             f"executed policy (decentralized; jpg: joint), {saved['eval_episodes']} episodes. Reference policies: "
-             f"uniform random {saved['reference']['random']:.1f}, always no-op {saved['reference']['noop']:.1f}."),
+    parts = [(f"simple_spread, seeds {seeds[0]}-{seeds[-1]}, {saved.get('protocol_text', '')}: the executed policy "
+              f"(decentralized; jpg: joint) evaluated on {EVAL_EPISODES} episodes every {EVAL_INTERVAL:,} env steps and "
+              f"at the end, greedy and sampled. Each cell: mean ± 95% CI over seeds (Student's t) of the maximum over "
+              f"training (the EPyMARL paper's measure) and, in brackets, of the final evaluation. Our scale: the team "
+              f"reward summed over the episode (reference policies: uniform random {saved['reference']['random']:.1f}, "
+              f"always no-op {saved['reference']['noop']:.1f}); EPyMARL scale: the paper's return of the same "
+              f"episodes, 3 G - 75 - 2 C with C the colliding pair-steps (envs/mpe.py). Published: Papoudakis et al. "
+              f"(2021), Table 3, Spread, parameter sharing, maximum returns, mean ± 95% CI over 5 seeds, 2M env steps "
+              f"off-policy and 20M on-policy (read from a secondary copy of the table; check before citing). "
+              f"{IPPO} is IPPO."),
              "", table(results, algos), ""]
     parts.append(f"Environment speed (random actions, 128 copies, one thread): mpe2 stepped in a loop "
                  f"{speed['mpe2_loop']:,.0f} env steps/s; BatchedMPE {speed['batched_torch']:,.0f} env steps/s.")
@@ -125,11 +177,6 @@ def report(saved: dict) -> str:
             if len(sps) == 2 else "")
     parts.append(f"The joint head (125 joint actions): {cost}output layer {heads['joint_head']:,} parameters "
                  f"vs {heads['marginal_heads']:,} for the three marginal heads.")
-    published = "; ".join(f"{algo} {mean:.1f} ± {ci:.1f} (ours: >= {our_scale_lower_bound(mean):.1f})"
-                          for algo, (mean, ci) in PUBLISHED.items())
-    parts.append(f"Published (EPyMARL, Papoudakis et al. 2021, Table 3, Spread, parameter sharing, maximum "
-                 f"returns, ± 95% CI over 5 seeds; 2M steps off-policy, 20M on-policy): {published}. Not the same "
-                 f"reward: see `epymarl_scale_upper_bound` and `our_scale_lower_bound` in this file.")
     parts.append(f"\n{saved['footer']}\n")
     return "\n".join(parts)
 
@@ -149,28 +196,40 @@ def reference_returns(episodes: int = 1000) -> dict[str, float]:
 
 def main():
     parser = argparse.ArgumentParser(description=__doc__, formatter_class=argparse.RawDescriptionHelpFormatter)
+    parser.add_argument("--protocol", choices=sorted(PROTOCOLS), default="defaults",
+                        help="defaults: every script at 2M steps, 3 seeds; epymarl: the paper's budgets (20M env steps "
+                             "for the on-policy scripts, 2M for the off-policy ones) and 5 seeds")
     parser.add_argument("--algos", nargs="+", default=None,
-                        help="variants ALGO or ALGO:FLAG=VALUE,... (default: every script in algos/)")
-    parser.add_argument("--seeds", type=int, default=3, help="seeds 1..N")
-    parser.add_argument("--total-timesteps", type=int, default=None, help="default: the game's (2M)")
+                        help="variants ALGO or ALGO:FLAG=VALUE,... (default: every script in algos/, and IPPO)")
+    parser.add_argument("--seeds", type=int, default=None, help="seeds 1..N (default: the protocol's, 3 or 5)")
+    parser.add_argument("--total-timesteps", type=int, default=None,
+                        help="env steps of every run (default: the protocol's budget)")
     parser.add_argument("--report-only", action="store_true", help="rebuild the Markdown from the saved JSON")
-    parser.add_argument("--out", default=str(ROOT / "benchmarks" / "results" / "simple_spread"),
-                        help="results path without suffix: OUT.json (every run, saved as it finishes) and OUT.md")
+    parser.add_argument("--out", default=None,
+                        help="results path without suffix: OUT.json (every run, saved as it finishes) and OUT.md "
+                             "(default: benchmarks/results/simple_spread, or simple_spread_epymarl)")
     add_arguments(parser)
     args = parser.parse_args()
-    out = Path(args.out)
+    protocol = PROTOCOLS[args.protocol]
+    out = Path(args.out) if args.out else ROOT / "benchmarks" / "results" / protocol["out"]
     if args.report_only:
         write_report(out, load_results(out.with_suffix(".json"), parser))
         return
-    if args.seeds < 1:
-        parser.error(f"--seeds must be >= 1, got {args.seeds}")
-    algos = variants(args, parser, [a for a in available_algos() if ":" not in a])
-    sweep = make_jobs(algos, [ENV_ID], list(range(1, args.seeds + 1)), common=common_flags(args, ("total_timesteps",)),
-                      read_scalars=["charts/episodic_return"])  # the training curve, for benchmarks/figures.py
+    seeds = protocol["seeds"] if args.seeds is None else args.seeds
+    if seeds < 1:
+        parser.error(f"--seeds must be >= 1, got {seeds}")
+    if args.total_timesteps is not None and args.total_timesteps < 1:
+        parser.error(f"--total-timesteps must be >= 1, got {args.total_timesteps}")
+    algos = variants(args, parser, [a for a in available_algos() if ":" not in a] + [IPPO])
+    sweep = make_jobs(algos, [ENV_ID], list(range(1, seeds + 1)),
+                      common=run_flags(args.protocol, args.total_timesteps, args.cuda))
     results, outcome = run_from_args(sweep, args, parser, "benchmarks/simple_spread.py", out)
-    if outcome.trained or "speed" not in results.extra:
-        results.extra.update(speed=env_speed(), reference=reference_returns(),
-                             eval_episodes=1000)  # the scripts' default --eval-episodes
+    budgets = sorted({budget(a, args.protocol, args.total_timesteps) for a in algos})
+    text = (f"{' or '.join(f'{b:,}' for b in budgets)} env steps per run"
+            + (" (the paper's budgets: 20M on-policy, 2M off-policy)" if args.protocol == "epymarl"
+               and args.total_timesteps is None else ""))
+    if outcome.trained or "speed" not in results.extra or results.extra.get("protocol_text") != text:
+        results.extra.update(speed=env_speed(), reference=reference_returns(), protocol_text=text)
         results.save()
     write_report(out, results)
 
