@@ -5,8 +5,8 @@
     mi_pg_schedule.png  one mi_pg run from that start: lambda_t, alpha_t, the KL, the total correlation, returns
     climbing_curves.png every script in algos/ on climbing (uniform start, defaults): training return over seeds
     signal_climbing_curves.png   the same on the private-signal game signal-climbing
-    simple_spread_curves.png     the same on MPE simple_spread, from the runs of benchmarks/simple_spread.py
-                                 (saved in benchmarks/results/simple_spread.json; run that first)
+    simple_spread_curves.png     MPE simple_spread: every script's greedy evaluation return over training, from the
+                                 runs of benchmarks/simple_spread.py (benchmarks/results/simple_spread.json; run it first)
 
     python benchmarks/figures.py                      # all five, into benchmarks/figures/ (~2 min on 2 cores)
     python benchmarks/figures.py --figures trap --trap-seeds 5
@@ -128,8 +128,9 @@ def plot_schedule(logs: dict, path: Path) -> None:
     plt.close(fig)
 
 
-def plot_curves(curves: dict[str, list[tuple]], lines: dict[str, float], title: str, path: Path) -> None:
-    """One panel per algorithm: the training return's mean over seeds and its min-max band.
+def plot_curves(curves: dict[str, list[tuple]], lines: dict[str, float], title: str, path: Path,
+                ylabel: str = "training return") -> None:
+    """One panel per algorithm: the return's mean over seeds and its min-max band.
 
     curves: {algo: [(steps, returns) for each seed]}; lines: horizontal references {label: value}.
     """
@@ -158,7 +159,7 @@ def plot_curves(curves: dict[str, list[tuple]], lines: dict[str, float], title: 
         spare.plot([], [], color="k", ls=style, lw=1, label=f"{label} {value:.4g}")
     spare.legend(loc="center", fontsize=9)
     for ax in axes[:, 0]:
-        ax.set_ylabel("training return")
+        ax.set_ylabel(ylabel)
     for ax in axes[-1]:
         ax.set_xlabel("env steps")
     fig.suptitle(title, fontsize=11)
@@ -168,7 +169,8 @@ def plot_curves(curves: dict[str, list[tuple]], lines: dict[str, float], title: 
 
 
 def simple_spread_curves(results: Path) -> tuple[dict, dict]:
-    """The curves saved by benchmarks/simple_spread.py (its runs take ~20 min, so they are not redone here)."""
+    """The evaluation curves in the summaries saved by benchmarks/simple_spread.py (its runs take hours, so they are
+    not redone here): the executed policy's greedy return, 100 episodes every 50k env steps."""
     if not results.exists():
         raise SystemExit(f"{results} is missing: run `python benchmarks/simple_spread.py` first")
     saved = Results(results)
@@ -176,7 +178,9 @@ def simple_spread_curves(results: Path) -> tuple[dict, dict]:
     for run in saved.runs:
         # a variant's flags are listed in benchmarks/results/simple_spread.md; a panel title has room for "iql*"
         label = run["algo"] if len(run["algo"]) < 30 else run["algo"].split(":")[0] + "*"
-        curves.setdefault(label, []).append(tuple(run["scalars"]["charts/episodic_return"]))
+        evaluations = run["summary"]["eval_curves"]
+        executed = "decentralized" if run["summary"].get("decentralized", True) else "joint"
+        curves.setdefault(label, []).append((evaluations["env_steps"], evaluations[f"{executed}_return_greedy"]))
     reference = {"uniform random policy": saved.extra["reference"]["random"],
                  "always no-op": saved.extra["reference"]["noop"]}
     return curves, reference
@@ -232,8 +236,8 @@ def main():
                         "policy, exploration included)", out / FIGURES[game])
     if "simple_spread" in args.figures:
         curves, reference = simple_spread_curves(ROOT / "benchmarks" / "results" / "simple_spread.json")
-        plot_curves(curves, reference, "simple_spread (MPE), default flags: training return (the behaviour policy, "
-                    "exploration included)", out / FIGURES["simple_spread"])
+        plot_curves(curves, reference, "simple_spread (MPE), default flags: greedy evaluation return of the executed "
+                    "policy (100 episodes every 50k env steps)", out / FIGURES["simple_spread"], "evaluation return")
     print(f"wrote {', '.join(sorted(p.name for p in out.glob('*.png')))} to {out} in {time.perf_counter() - started:.0f} s")
 
 
