@@ -102,12 +102,18 @@ class Args:
     quiet: bool = False
     """if toggled, print nothing (no progress lines, no final summary)"""
     env_id: str = "coordination-2x2"
-    """the game: coordination-2x2, climbing, penalty, qtran-3x3, custom (with --payoff), signal-climbing,
-    crossed-signal-climbing, simple_spread (MPE)"""
+    """the game: coordination-2x2, climbing, penalty, qtran-3x3, custom (with --payoff), n-agent-trap (with
+    --num-agents, --num-actions), signal-climbing, crossed-signal-climbing, simple_spread (MPE)"""
     payoff: str | None = None
     """with --env-id custom: the payoff as a JSON nested list, one axis per agent, e.g. '[[1,0],[0,1]]'"""
     penalty_k: float = -100.0
     """the penalty k of the `penalty` game"""
+    num_agents: int | None = None
+    """n-agent-trap only: how many agents (>= 2; default 5, the smallest N where mi_pg's defaults missed the optimum
+    on every seed from --init-prob 0.9). --num-actions ** --num-agents must stay <= 2**16 (the exact joint heads)"""
+    num_actions: int | None = None
+    """n-agent-trap only: actions per agent (>= 2; default 2): all on action 1 pays 10, all on action 0 pays 3,
+    anything else -6"""
     num_signals: int = 2
     """signal-climbing, crossed-signal-climbing: how many values each agent's private signal takes"""
     signal_bonus: float = 5.0
@@ -448,7 +454,7 @@ def check_common_args(args) -> None:
 def make_envs(args, num_envs: int, device="cpu"):
     """The batched game named by the common flags, `num_envs` copies of it."""
     return make_vec_env(args.env_id, num_envs, args.payoff, args.episode_length, args.penalty_k, device,
-                        args.num_signals, args.signal_bonus)
+                        args.num_signals, args.signal_bonus, args.num_agents, args.num_actions)
 
 
 def setup_run(args):

@@ -1,0 +1,91 @@
+"""The N-agent trap (envs/n_agent_trap.py): the PettingZoo API, the batched path, the payoff by brute force, and
+the --num-agents / --num-actions flags in the scripts."""
+
+import itertools
+
+import numpy as np
+import pytest
+import torch
+from pettingzoo.test import parallel_api_test
+
+from algos import ipg, mi_pg
+from envs import N_AGENT_TRAP_ID, make_env, make_vec_env
+
+SIZES = [(2, 2), (3, 2), (5, 2), (2, 3), (4, 3)]  # (--num-agents, --num-actions)
+
+
+def rule(joint: tuple[int, ...]) -> float:
+    """The payoff as the issue states it: all on 1 -> 10, all on 0 -> 3, anything else -6."""
+    return 10.0 if set(joint) == {1} else 3.0 if set(joint) == {0} else -6.0
+
+
+@pytest.mark.parametrize(("n", "k"), SIZES)
+def test_parallel_api(n, k):
+    env = make_env(N_AGENT_TRAP_ID, episode_length=3, num_agents=n, num_actions=k)
+    assert env.n_agents == n and env.action_sizes == [k] * n
+    parallel_api_test(env, num_cycles=20)
+
+
+@pytest.mark.parametrize(("n", "k"), SIZES)
+def test_payoff_and_optimum_by_brute_force(n, k):
+    """Every joint action pays what the rule says; all-1 is the unique optimum; all-0 is a Nash equilibrium
+    (the trap: every unilateral deviation from it loses)."""
+    game = make_vec_env(N_AGENT_TRAP_ID, 1, num_agents=n, num_actions=k)
+    joints = list(itertools.product(range(k), repeat=n))
+    assert [game.payoff[j] for j in joints] == [rule(j) for j in joints]
+    assert game.optimum == 10.0 and np.argwhere(game.payoff == 10.0).tolist() == [[1] * n]
+    for i, a in itertools.product(range(n), range(1, k)):
+        deviation = [0] * n
+        deviation[i] = a
+        assert game.payoff[tuple(deviation)] < game.payoff[(0,) * n]
+    assert (game.family, game.tabular, game.default_total_timesteps) == ("matrix", True, 64_000)
+
+
+@pytest.mark.parametrize(("n", "k", "episode_length"), [(5, 2, 1), (3, 3, 2)])
+def test_batched_path_equals_pettingzoo(n, k, episode_length):
+    """Every joint action (rewards), the observations, states and episode ends agree on both paths."""
+    joints = torch.tensor(list(itertools.product(range(k), repeat=n)))
+    batched = make_vec_env(N_AGENT_TRAP_ID, len(joints), None, episode_length, num_agents=n, num_actions=k)
+    game = make_env(N_AGENT_TRAP_ID, None, episode_length, num_agents=n, num_actions=k)
+    obs, state = batched.reset()
+    for t in range(episode_length):
+        pz_obs, _ = game.reset(seed=0)
+        for _ in range(t):  # bring the PettingZoo game to round t
+            pz_obs = game.step(dict.fromkeys(game.possible_agents, 0))[0]
+        assert np.array_equal(obs[0].numpy(), np.stack([pz_obs[a] for a in game.possible_agents]))
+        assert np.array_equal(state[0].numpy(), game.state())
+        obs, state, rewards, dones = batched.step(joints)
+        pz_rewards = []
+        for j in joints.tolist():
+            game.reset(seed=0)
+            for _ in range(t):
+                game.step(dict.fromkeys(game.possible_agents, 0))
+            _, r, terminations, _, _ = game.step(dict(zip(game.possible_agents, j)))
+            pz_rewards.append(r["agent_0"])
+            assert all(terminations.values()) == (t == episode_length - 1)
+        assert rewards.tolist() == pz_rewards == [rule(tuple(j)) for j in joints.tolist()]
+        assert dones.all().item() == (t == episode_length - 1)
+
+
+@pytest.mark.parametrize(
+    ("overrides", "message"),
+    [
+        ({"num_agents": 1}, "--num-agents must be an integer >= 2"),
+        ({"num_actions": 1}, "--num-actions must be an integer >= 2"),
+        ({"num_agents": 17}, r"2\^17 joint actions.*at most 65536"),
+        ({"num_agents": 11, "num_actions": 3}, r"3\^11 joint actions"),
+        ({"payoff": "[[1, 0], [0, 1]]"}, "--payoff only applies to --env-id custom"),
+    ],
+)
+@pytest.mark.parametrize("script", [mi_pg, ipg], ids=["mi_pg", "ipg"])
+def test_bad_flags_name_the_flag(script, overrides, message):
+    with pytest.raises(ValueError, match=message):
+        script.check_args(script.Args(env_id=N_AGENT_TRAP_ID, quiet=True, **overrides))
+
+
+@pytest.mark.parametrize("flag", ["num_agents", "num_actions"])
+def test_game_flags_belong_to_the_n_agent_trap(flag):
+    with pytest.raises(ValueError, match=f"--{flag.replace('_', '-')} only applies to --env-id n-agent-trap"):
+        ipg.check_args(ipg.Args(env_id="climbing", quiet=True, **{flag: 3}))
+    defaults = make_vec_env(N_AGENT_TRAP_ID, 1)
+    assert (defaults.n_agents, defaults.action_sizes) == (5, [2] * 5)
