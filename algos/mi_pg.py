@@ -223,6 +223,13 @@ def total_correlation(joint_log_probs: torch.Tensor, action_sizes: list[int]) ->
     return kl_joint_to_product(joint_log_probs, product_log_probs(own_marginals))
 
 
+def joint_head_grad_norm(term: torch.Tensor, joint_head: nn.Module) -> float:
+    """The norm of d term / d (the joint head's own parameters), leaving every .grad untouched (a diagnostic)."""
+    params = list(joint_head.parameters())
+    grads = torch.autograd.grad(term, params, retain_graph=True, allow_unused=True)
+    return math.sqrt(sum(g.pow(2).sum().item() for g in grads if g is not None))
+
+
 def mixture_log_probs(joint_log_probs: torch.Tensor, product_log_probs: torch.Tensor, alpha: float) -> torch.Tensor:
     """log pi_mix = log((1 - alpha) pi_jt + alpha prod_i pi_i), in log space."""
     if alpha <= 0.0:
@@ -300,6 +307,8 @@ def train(args: Args) -> dict:
     # flat joint-action index <-> per-agent actions (agent 0 most significant, as in the payoff's memory layout)
     strides = torch.tensor([math.prod(action_sizes[i + 1:]) for i in range(n_agents)], device=device)
     sizes = torch.tensor(action_sizes, device=device)
+    # diagnostics: the optimal joint actions where the payoff is known (matrix games), flat indices as in the joint head
+    best_joint = np.flatnonzero(envs.payoff == envs.payoff.max()).tolist() if envs.family == "matrix" else None
 
     actor = DecentralizedActor(envs.obs_dim, action_sizes, args.hidden_size, args.init_prob).to(device)
     joint_head = JointHead(n_agents, action_sizes, args.hidden_size, args.init_prob).to(device)
@@ -342,6 +351,7 @@ def train(args: Args) -> dict:
     log_every = max(1, num_updates // 200)
     global_step = 0
     for update in range(1, num_updates + 1):
+        log_now = update % log_every == 0 or update == num_updates
         # the schedules: progress reaches 1 on the last update, so training ends with alpha = 1
         progress = update / num_updates
         kl_coef = args.lambda_max * ramp(progress, args.lambda_start, args.lambda_end, args.lambda_shape)
@@ -395,6 +405,9 @@ def train(args: Args) -> dict:
                 entropy = -(mix_log_probs.exp() * mix_log_probs).sum(-1).mean()
                 value_loss = 0.5 * (critic(b_state[mb]).squeeze(-1) - b_returns[mb]).pow(2).mean()
                 loss = pg_loss + kl_coef * kl - args.ent_coef * entropy + args.vf_coef * value_loss
+                if log_now:  # diagnostics (no effect on training): how hard each term pulls on the joint head alone
+                    grad_norms = {name: joint_head_grad_norm(term, joint_head) for name, term in
+                                  (("kl", kl), ("policy", pg_loss), ("entropy", entropy))}
 
                 optimizer.zero_grad()
                 loss.backward()
@@ -402,7 +415,7 @@ def train(args: Args) -> dict:
                 optimizer.step()
 
         # ============================ logging (CleanRL's names) ============================
-        if update % log_every == 0 or update == num_updates:
+        if log_now:
             writer.add_scalar("charts/episodic_return", reward_buf.sum(0).mean().item(), global_step)
             with torch.no_grad():  # each agent's policy in the first observation: its trajectory in policy space
                 for agent, log_probs in zip(envs.possible_agents, actor(obs_buf[0, :1])):
@@ -412,6 +425,13 @@ def train(args: Args) -> dict:
             writer.add_scalar("charts/alpha", alpha, global_step)
             writer.add_scalar("charts/total_correlation", total_correlation(joint_log_probs, action_sizes).mean().item(), global_step)
             writer.add_scalar("losses/kl_joint_to_product", kl.item(), global_step)
+            for name, norm in grad_norms.items():
+                writer.add_scalar(f"grad_norm_joint_head/{name}", norm, global_step)
+            if best_joint is not None:
+                with torch.no_grad():  # the optimal joint actions' probability on the first observation
+                    first = policy(obs_buf[0, :1], alpha)
+                writer.add_scalar("charts/joint_prob_of_best", first[0][0, best_joint].exp().sum().item(), global_step)
+                writer.add_scalar("charts/product_prob_of_best", first[1][0, best_joint].exp().sum().item(), global_step)
             writer.add_scalar("losses/policy_loss", pg_loss.item(), global_step)
             writer.add_scalar("losses/value_loss", value_loss.item(), global_step)
             writer.add_scalar("losses/entropy", entropy.item(), global_step)
