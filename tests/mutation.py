@@ -180,7 +180,9 @@ MUTATIONS = [
     saves("maddpg", "target_actor", bug="--save-model saves the (lagging) target actor"),
     Mutation("maddpg-actor-descends-q", "maddpg", "the actor loss's sign flipped (descends Q_i)",
              "actor_loss = actor_loss - critics[i](joint).mean()", "actor_loss = actor_loss + critics[i](joint).mean()",
-             T("test_coma_maddpg.py", "test_the_same_run_from_a_uniform_start_finds_the_optimum[maddpg]")),
+             # (the uniform-start control runs one seed, and seed 1 still reaches 10 with this bug; the trap test's
+             # five seeds do not stay trapped: measured -5 and 10 on seeds 1 and 2)
+             T("test_coma_maddpg.py", "test_trapped_in_the_payoff_0_corner_from_init_prob_0_9[maddpg]")),
     Mutation("maddpg-no-straight-through-gradient", "maddpg", "the Gumbel-softmax returns the hard sample only",
              "return hard + (soft - soft.detach())", "return hard",
              T("test_coma_maddpg.py", "test_maddpg_gumbel_softmax_is_one_hot_forward_and_differentiable_backward")),
