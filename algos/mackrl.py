@@ -144,6 +144,7 @@ class Args:
 
 
 # ============================ the algorithm: networks ============================
+# >>> shared:policy_helpers (in every policy-gradient script; tests/test_shared_blocks.py keeps the copies identical)
 def initial_log_probs(num_actions: int, init_prob: float | None) -> torch.Tensor:
     """log pi(a) at the start: uniform, or P on action 0 and (1 - P) / (n - 1) on each other action."""
     if init_prob is None:
@@ -163,6 +164,7 @@ def output_layer(in_features: int, log_probs: torch.Tensor) -> nn.Linear:
 
 def mlp(in_features: int, hidden: int) -> nn.Sequential:
     return nn.Sequential(nn.Linear(in_features, hidden), nn.Tanh(), nn.Linear(hidden, hidden), nn.Tanh())
+# <<< shared:policy_helpers
 
 
 class DecentralizedActor(nn.Module):

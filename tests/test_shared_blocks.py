@@ -30,12 +30,23 @@ def test_every_script_has_the_shared_blocks(script):
     assert REQUIRED_BLOCKS <= set(shared_blocks(script)), script.name
 
 
-@pytest.mark.parametrize("name", sorted(REQUIRED_BLOCKS))
+ALL_BLOCKS = sorted({name for script in SCRIPTS for name in shared_blocks(script)})
+
+
+@pytest.mark.parametrize("name", ALL_BLOCKS)
 def test_shared_blocks_are_identical(name):
-    reference = SCRIPTS[0]
-    expected = shared_blocks(reference)[name]
-    for script in SCRIPTS[1:]:
+    """Every block is the same in every script that has it (args and boilerplate: all of them; policy_helpers:
+    the policy-gradient scripts)."""
+    having = [script for script in SCRIPTS if name in shared_blocks(script)]
+    assert len(having) >= 2, f"shared:{name} is in one script only: {having}"
+    reference, expected = having[0], shared_blocks(having[0])[name]
+    for script in having[1:]:
         assert shared_blocks(script)[name] == expected, f"shared:{name} differs between {reference.name} and {script.name}"
+
+
+def test_the_policy_scripts_share_their_helpers():
+    having = {script.stem for script in SCRIPTS if "policy_helpers" in shared_blocks(script)}
+    assert having >= {"mi_pg", "ipg", "jpg", "coma", "maddpg", "mappo", "mackrl"}, having
 
 
 def test_the_check_notices_drift(tmp_path):
