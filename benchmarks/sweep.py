@@ -1,8 +1,8 @@
 """The sweep runner of the benchmarks: many training runs, on this machine or on a Ray cluster, resumable.
 
-A *job* is one training run, described generically (`make_job()`, `make_jobs()`): an algorithm variant (`"mi_pg"` or
-`"mi_pg:lambda_max=0,num_envs=8"`), an env id, a start (a label and its `--init-prob`), a seed, a dict of
-common flags passed to the script (`--total-timesteps` ...), and the TensorBoard tags to bring back.
+A *job* is one training run, described generically (`make_job()`, `make_jobs()`): an algorithm variant
+(`"mi_pg"` or `"mi_pg:lambda_max=0,num_envs=8"`), an env id, a start (a label and its `--init-prob`), a seed, a
+dict of common flags passed to the script (`--total-timesteps` ...), and the TensorBoard tags to bring back.
 `run_sweep()` runs a list of them with one of two backends and writes every finished run at once to the
 results JSON (a temporary file, then a rename: a crash never leaves a half-written file):
 
@@ -176,7 +176,7 @@ def expand_grid(specs: list[str], items: list[str]) -> list[str]:
 
 
 def make_job(algo: str, env_id: str, seed: int, start: str = "uniform", init_prob: float | None = None,
-        common: dict | None = None, read_scalars: list[str] = ()) -> dict:
+             common: dict | None = None, read_scalars: list[str] = ()) -> dict:
     """One training run: `algo` a variant, `common` flags for the script (e.g. {'total_timesteps': 500000}),
     `read_scalars` the TensorBoard tags to bring back with the summary."""
     return {"algo": algo, "env_id": env_id, "start": start, "init_prob": init_prob, "seed": seed,
@@ -184,7 +184,7 @@ def make_job(algo: str, env_id: str, seed: int, start: str = "uniform", init_pro
 
 
 def make_jobs(algos: list[str], env_ids: list[str], seeds: list[int], starts: dict[str, float | None] | None = None,
-         common=None, read_scalars: list[str] = ()) -> list[dict]:
+              common=None, read_scalars: list[str] = ()) -> list[dict]:
     """Every variant x start x env id x seed, in that order. `common` is a dict of flags for every run, or a
     function variant -> dict (e.g. a different budget per algorithm). A start with an init_prob is skipped for
     the scripts without --init-prob (the value-based ones have no policy to initialize)."""
@@ -402,9 +402,15 @@ class RayCluster:
         self.ray = ray
         if not ray.is_initialized():
             if self.address == "local":
-                ray.init(num_cpus=self.workers, include_dashboard=False, runtime_env=ray_runtime_env())
+                # address "local": a new instance even if `ray start` left one (or its address file) here
+                ray.init(address="local", num_cpus=self.workers, include_dashboard=False,
+                         runtime_env=ray_runtime_env())
             else:
-                ray.init(address=self.address, runtime_env=ray_runtime_env())
+                try:
+                    ray.init(address=self.address, runtime_env=ray_runtime_env())
+                except ConnectionError as err:
+                    raise SweepError(f"--ray-address {self.address}: {err} Start a cluster with `ray start --head` "
+                                     "(docs/sweeps.md), or use --ray-address local") from None
             self.started = True
         self.startup_s = time.perf_counter() - started
         return self

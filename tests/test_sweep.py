@@ -271,7 +271,10 @@ def test_local_pool_retries_a_run_whose_worker_died(local_runs, tmp_path, monkey
 @pytest.fixture(scope="module")
 def ray_instance():
     ray = pytest.importorskip("ray")
-    ray.init(num_cpus=2, include_dashboard=False, runtime_env=ray_runtime_env(), log_to_driver=False)
+    os.environ.setdefault("RAY_USAGE_STATS_ENABLED", "0")  # no attempt to report usage over the network
+    # address "local": a new instance, not one that `ray start` may have left on this machine
+    ray.init(address="local", num_cpus=2, include_dashboard=False, runtime_env=ray_runtime_env(),
+             log_to_driver=False)
     yield ray
     ray.shutdown()
 
