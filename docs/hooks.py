@@ -296,8 +296,9 @@ def on_config(config):
 
 
 def on_files(files, config):
-    """Publish the benchmark figures as figures/*.png (they live in benchmarks/figures/, outside docs/)."""
-    for png in sorted((ROOT / "benchmarks" / "figures").glob("*.png")):
+    """Publish the benchmark figures as figures/*.png and the clips as figures/*.gif (they live in benchmarks/figures/,
+    outside docs/)."""
+    for png in sorted((ROOT / "benchmarks" / "figures").glob("*.*")):  # the PNG figures and the GIF clips
         files.append(File(f"figures/{png.name}", str(png.parent.parent), config["site_dir"],
                           config["use_directory_urls"]))
     return files
