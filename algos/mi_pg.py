@@ -83,6 +83,11 @@ class Args:
     """minibatches per pass over the batch (split over environment steps)"""
     clip_coef: float = 0.2
     """PPO's clipping epsilon for pi_mix's ratio; only used with --update-epochs > 1"""
+    kl_to_marginals_only: bool = False
+    """if toggled, the KL's gradient reaches the marginal heads only (pi_jt detached inside the KL: the joint head is
+    distilled into the marginals and never pulled towards their product). Default off: the proposal's two-way KL.
+    On the N-agent trap the two-way KL drags the joint head into the trap from N = 5 on (docs/results.md, "MI-PG past
+    four agents")"""
 
     # >>> shared:args (every script in algos/ has these fields; tests/test_shared_blocks.py keeps the copies identical)
     exp_name: str = os.path.basename(__file__)[: -len(".py")]
@@ -402,7 +407,9 @@ def train(args: Args) -> dict:
                     clipped = ratio.clamp(1.0 - args.clip_coef, 1.0 + args.clip_coef)
                     pg_loss = -torch.min(ratio * b_adv[mb], clipped * b_adv[mb]).mean()
                 # the proposal's penalty:  lambda_t * KL(pi_jt(.|s) || prod_i pi_i(.|o_i)), averaged over visited states
-                kl = kl_joint_to_product(joint_log_probs, prod_log_probs).mean()
+                # (--kl-to-marginals-only: the same value, but pi_jt is a fixed target, as in distillation)
+                kl_target = joint_log_probs.detach() if args.kl_to_marginals_only else joint_log_probs
+                kl = kl_joint_to_product(kl_target, prod_log_probs).mean()
                 # entropy of the acting policy H(pi_mix), exact over the joint action space
                 entropy = -(mix_log_probs.exp() * mix_log_probs).sum(-1).mean()
                 value_loss = 0.5 * (critic(b_state[mb]).squeeze(-1) - b_returns[mb]).pow(2).mean()

@@ -89,3 +89,27 @@ def test_game_flags_belong_to_the_n_agent_trap(flag):
         ipg.check_args(ipg.Args(env_id="climbing", quiet=True, **{flag: 3}))
     defaults = make_vec_env(N_AGENT_TRAP_ID, 1)
     assert (defaults.n_agents, defaults.action_sizes) == (5, [2] * 5)
+
+
+# ------------------------------------------------------------------ the diagnosis (docs/results.md, "MI-PG past four agents")
+def joint_head_escapes(summary) -> bool:
+    """The joint head ends on the optimum (all on action 1) with probability > 0.99."""
+    table = np.asarray(summary["joint_policy"][0])
+    return table[(1,) * table.ndim] > 0.99
+
+
+def test_two_way_kl_drags_the_joint_head_into_the_trap_at_five_agents(run_algo):
+    """N = 5 from p = 0.9, the joint head acting throughout (alpha held at 0), 100 updates: with the proposal's
+    two-way KL the joint head never leaves the trap (measured 0 of 8 seeds: P(optimum) ~1e-11); with the KL's
+    gradient on the marginals only, it escapes as jpg does and the marginals follow it (measured 6 of 8 seeds,
+    5 of seeds 1-6, each with the decentralized greedy return at the optimum)."""
+    quick = {"env_id": N_AGENT_TRAP_ID, "num_agents": 5, "init_prob": 0.9, "total_timesteps": 12_800,
+             "alpha_start": 1.0, "alpha_end": 1.0, "num_evals": 0, "eval_episodes": 64}
+    seeds = range(1, 7)
+    two_way = [run_algo("mi_pg", seed=seed, **quick) for seed in seeds]
+    one_way = [run_algo("mi_pg", seed=seed, kl_to_marginals_only=True, **quick) for seed in seeds]
+    assert sum(joint_head_escapes(s) for s in two_way) <= 1, [s["joint_policy"][0] for s in two_way]
+    escaped = [s for s in one_way if joint_head_escapes(s)]
+    assert len(escaped) >= 3, [s["joint_return_greedy"] for s in one_way]
+    # the marginals follow the escaped joint head through the (one-way) KL alone: alpha stayed 0
+    assert all(s["final_alpha"] == 0.0 and s["decentralized_return_greedy"] == 10.0 for s in escaped)
