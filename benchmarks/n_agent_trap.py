@@ -126,9 +126,9 @@ def first_step(run: dict, tag: str, above: float) -> int | None:
 
 def diagnosis_numbers(runs: list[dict]) -> str:
     """The numbers the docs quote: per run, the executed return, the joint head's P(a*) at a few steps, when the
-    product first passes 0.5, and (mi_pg) the weighted pulls lambda ||dKL|| and c_H ||dH|| on the joint head."""
+    product first passes 0.5, and (mi_pg) the weighted pulls lambda_t ‖∇KL‖ and c_H ‖∇H‖ on the joint head."""
     header = ("| variant | seed | executed return | joint head P(a*) at 1.3k / 2.6k / 6.4k / 64k steps "
-              "| product P(a*) > 0.5 from | lambda ||dKL|| : c_H ||dH|| at 2.6k / 6.4k steps |")
+              "| product P(a*) > 0.5 from step | pulls on the joint head, lambda_t ‖∇KL‖ : c_H ‖∇H‖, at 2.6k / 6.4k steps |")
     lines = [header, "|---|---|---|---|---|---|"]
     for run in runs:
         steps, probs = curve(run, "charts/joint_prob_of_best")
@@ -157,8 +157,9 @@ def plot_diagnosis(runs: list[dict], path: Path) -> None:
     labels = {"jpg": "jpg (joint agent)", "mi_pg": "mi_pg (default: two-way KL)",
               "mi_pg:lambda_max=0": "mi_pg, no KL (lambda_max 0)", FIXED: "mi_pg --kl-to-marginals-only"}
     fig, axes = plt.subplots(1, 3, figsize=(16, 4.4))
+    runs = [run for run in runs if run["algo"] in colors]  # the table lists any other variant run
     for run in runs:
-        color, label = colors.get(run["algo"], "black"), labels.get(run["algo"], run["algo"])
+        color, label = colors[run["algo"]], labels[run["algo"]]
         first = run["seed"] == min(r["seed"] for r in runs if r["algo"] == run["algo"])
         axes[0].plot(*curve(run, "charts/joint_prob_of_best"), color=color, lw=1, label=label if first else None)
         if "charts/product_prob_of_best" in run["scalars"]:
@@ -169,9 +170,9 @@ def plot_diagnosis(runs: list[dict], path: Path) -> None:
             kl = [x * y for x, y in zip(lam, curve(run, "grad_norm_joint_head/kl")[1])]
             ent = [run["settings"]["ent_coef"] * x for x in curve(run, "grad_norm_joint_head/entropy")[1]]
             pg = curve(run, "grad_norm_joint_head/policy")[1]
-            axes[2].plot(steps, kl, color="tab:red", lw=1, label="lambda_t ||d KL|| (default)" if first else None)
-            axes[2].plot(steps, ent, color="tab:orange", lw=1, label="c_H ||d H||" if first else None)
-            axes[2].plot(steps, pg, color="tab:purple", lw=1, label="||d policy loss||" if first else None)
+            axes[2].plot(steps, kl, color="tab:red", lw=1, label="lambda_t ‖∇KL‖ (default)" if first else None)
+            axes[2].plot(steps, ent, color="tab:orange", lw=1, label="c_H ‖∇H‖" if first else None)
+            axes[2].plot(steps, pg, color="tab:purple", lw=1, label="‖∇ policy loss‖" if first else None)
     for ax, title in zip(axes, ["joint head: P(optimal joint action)", "product of the marginals: P(optimal joint action)",
                                 "mi_pg (default): pulls on the joint head's parameters"]):
         ax.set_yscale("log")
