@@ -77,6 +77,22 @@ def test_without_the_kl_the_marginals_never_move_while_alpha_is_0(run_algo):
         assert summary["policy"][agent][0] == pytest.approx([0.9, 0.1], abs=1e-6), agent
 
 
+def test_with_alpha_1_it_acts_with_the_product_and_the_joint_head_never_moves(run_algo, tmp_path):
+    """alpha = 1 from the first update (--alpha-start = --alpha-end = 0) and no KL: the rollouts sample the product
+    of the marginals, so the return logged during training is the product policy's own (its sampled evaluation),
+    and the joint head, which neither acts nor enters the loss, stays exactly at its start (uniform)."""
+    from tensorboard.backend.event_processing.event_accumulator import EventAccumulator
+
+    summary = run_algo("mi_pg", seed=1, alpha_start=0.0, alpha_end=0.0, lambda_max=0.0, total_timesteps=6400,
+                       num_envs=64, num_evals=0, eval_episodes=512)
+    assert summary["final_alpha"] == 1.0
+    assert torch.tensor(summary["joint_policy"][0]).flatten().tolist() == pytest.approx([0.25] * 4, abs=1e-6)
+    (run_dir,) = tmp_path.glob("runs/*")
+    training = [e.value for e in EventAccumulator(str(run_dir)).Reload().Scalars("charts/episodic_return")][-10:]
+    assert summary["decentralized_return_sampled"] > 5.0, summary["decentralized_return_sampled"]  # it learned
+    assert sum(training) / len(training) == pytest.approx(summary["decentralized_return_sampled"], abs=1.0), training
+
+
 def test_the_kl_ablation_does_worse_on_the_qtran_game(run_algo):
     """qtran-3x3 from the uniform start, 16,000 steps: measured on seeds 1-8, mi_pg reaches the optimum 8 on all
     eight, and with lambda_max = 0 (no KL term) on none (return 0: the product of marginals, trained only while
