@@ -148,7 +148,7 @@ def table(results: list[dict], algos: list[str]) -> str:
         steps = runs[0]["env_steps"]
         collisions = statistics.mean(summary[f"colliding_pair_steps/{greedy}"] for summary in runs)
         lines.append(
-            f"| {algo}{' (joint)' if greedy.startswith('joint') else ''} | {steps:,} | {len(runs)} | {pairs[0]} "
+            f"| {algo} | {steps:,} | {len(runs)} | {pairs[0]} "
             f"| {pairs[1]} | {theirs[0]} | {theirs[1]} | {'' if paper is None else f'{paper[0]:.1f} ± {paper[1]:.1f}'} "
             f"| {collisions:.1f} | {wall:.0f} | {steps / wall:,.0f} |")
     return "\n".join(lines)
