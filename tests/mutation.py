@@ -5,7 +5,7 @@ frozen, the wrong network saved, ...) with the tests that should catch it. For e
 repository to a temporary directory, applies the bug there (the working tree is never touched), runs those tests
 with pytest, and reports the mutation as CAUGHT (a test failed) or SURVIVED (all passed: a hole in the suite).
 
-    python tests/mutation.py                  # every mutation; 15-25 minutes on two free cores
+    python tests/mutation.py                  # every mutation (measured: 20 minutes on two shared cores)
     python tests/mutation.py --script coma    # one script's mutations (repeatable flag)
     python tests/mutation.py --id vdn-time-limit-is-terminal
     python tests/mutation.py --list           # the mutations and their tests; nothing is run
