@@ -291,7 +291,6 @@ def train(args: Args) -> dict:
             # after the last step: a time limit (simple_spread) is a truncation; the game would go on, with the
             # agents' next actions drawn from their policies (as PyMARL does), so the targets bootstrap from
             # Q'(s_T, a_T); a real end (matrix and private games) has nothing after it
-            final_state = state
             final_actions = act_decentralized(obs, state, greedy=False) if envs.ends_by_time_limit else None
         global_step += B * T
         b_obs, b_state, b_actions = obs_buf.flatten(0, 1), state_buf.flatten(0, 1), action_buf.flatten(0, 1)
@@ -299,7 +298,7 @@ def train(args: Args) -> dict:
         # ---------------- critic: regress Q(s_t, a_t) on TD(lambda) targets from the target critic ----------------
         with torch.no_grad():
             target_q = taken(target_critic(b_state, b_actions), b_actions).view(T, B, n_agents)
-            final_q = None if final_actions is None else taken(target_critic(final_state, final_actions), final_actions)
+            final_q = None if final_actions is None else taken(target_critic(state, final_actions), final_actions)
             targets = td_lambda_targets(reward_buf, target_q, args.gamma, args.td_lambda, final_q).flatten(0, 1)
         for _ in range(args.critic_steps):
             # L = E[(Q(s_t, a_t) - G_t^lambda)^2], one term per agent's view of the same joint action

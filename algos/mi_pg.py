@@ -275,8 +275,9 @@ def gae(rewards: torch.Tensor, values: torch.Tensor, final_value: torch.Tensor, 
 
 def check_args(args: Args) -> None:
     check_common_args(args)
+    game = make_envs(args, 1)  # one copy, for the game's defaults and its episode length
     if args.ent_coef is None:  # the game's default (see the flag's help)
-        args.ent_coef = 0.01 if make_envs(args, 1).family == "mpe" else 0.1
+        args.ent_coef = 0.01 if game.family == "mpe" else 0.1
     if not (args.lambda_max >= 0 and math.isfinite(args.lambda_max)):
         raise ValueError(f"--lambda-max must be a finite number >= 0, got {args.lambda_max}")
     if args.init_prob is not None and not 0.0 < args.init_prob < 1.0:
@@ -298,7 +299,7 @@ def check_args(args: Args) -> None:
             raise ValueError(f"--{flag.replace('_', '-')} must be >= 1, got {getattr(args, flag)}")
     if not 0.0 < args.clip_coef < 1.0:
         raise ValueError(f"--clip-coef must lie strictly between 0 and 1, got {args.clip_coef}")
-    steps_per_batch = args.num_envs * make_envs(args, 1).episode_length
+    steps_per_batch = args.num_envs * game.episode_length
     if args.num_minibatches > steps_per_batch:
         raise ValueError(f"--num-minibatches ({args.num_minibatches}) exceeds the environment steps per batch"
                          f" (--num-envs x --episode-length = {steps_per_batch})")
@@ -393,7 +394,9 @@ def train(args: Args) -> dict:
             b_adv = (b_adv - b_adv.mean()) / (b_adv.std() + 1e-8)
         for _epoch in range(args.update_epochs):
             # one minibatch: the whole batch in order (no shuffle, no random numbers drawn)
-            order = torch.randperm(B * T, device=device) if args.num_minibatches > 1 else torch.arange(B * T)
+            order = torch.arange(B * T, device=device)
+            if args.num_minibatches > 1:
+                order = torch.randperm(B * T, device=device)
             for mb in order.tensor_split(args.num_minibatches):
                 joint_log_probs, prod_log_probs, mix_log_probs = policy(b_obs[mb], alpha)
                 taken_log_probs = mix_log_probs.gather(1, b_actions[mb].unsqueeze(1)).squeeze(1)

@@ -20,7 +20,7 @@ EPyMARL's scale: in the original MPE (and EPyMARL's fork of it) agent i's reward
     ``P = 3 G - 3 T - 2 C``, G our return and C the colliding pair-steps: the number of (step, pair of
     distinct agents) with the two centres closer than the sum of their sizes, after the step's move, as
     the original ``is_collision``. ``BatchedMPE.episode_collisions`` counts C since the last reset;
-    tests/test_epymarl_scale.py checks it against mpe2's own ``is_collision`` on random rollouts.
+    tests/test_epymarl_scale.py checks it against mpe2's own ``is_collision`` on rollouts that crowd the agents.
 Episode length: any T >= 1 (``--episode-length``), passed to mpe2 as ``max_cycles``; the literature's
     setting is 25, the default here. ``terminate_on_success=False`` (mpe2's default, made explicit) keeps
     every episode exactly T steps long, as the lock-step interface needs: the last step is a truncation
