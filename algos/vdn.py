@@ -58,7 +58,9 @@ class Args:
     learning_starts: int = 1024
     """environment steps collected before the first gradient step"""
     train_frequency: int = 2
-    """collection rounds (one episode in each of the --num-envs games) per gradient step"""
+    """collection rounds (one episode in each of the --num-envs games) per training round"""
+    gradient_steps: int = 1
+    """gradient steps per training round, each on its own sampled batch (EPyMARL makes one per episode collected)"""
     hidden_size: int = 64
     """width of the shared utility torso"""
     double_q: bool = False
@@ -168,7 +170,8 @@ def linear_schedule(start_e: float, end_e: float, duration: float, step: int) ->
 
 def check_args(args: Args) -> None:
     check_common_args(args)
-    for flag in ("buffer_size", "batch_size", "target_network_frequency", "train_frequency", "hidden_size"):
+    for flag in ("buffer_size", "batch_size", "target_network_frequency", "train_frequency", "gradient_steps",
+                 "hidden_size"):
         if getattr(args, flag) < 1:
             raise ValueError(f"--{flag.replace('_', '-')} must be >= 1, got {getattr(args, flag)}")
     if args.buffer_size < args.num_envs:
@@ -254,36 +257,37 @@ def train(args: Args) -> dict:
         global_step += B * T
         episodic_return = reward_buf[slots].sum(1).mean().item()
 
-        # ---------------- one gradient step on a batch of stored episodes ----------------
+        # ---------------- --gradient-steps gradient steps, each on a batch of stored episodes ----------------
         if global_step >= args.learning_starts and iteration % args.train_frequency == 0:
-            idx = torch.randint(buffer_filled, (args.batch_size,), device=device)
-            b_obs, b_actions = obs_buf[idx], action_buf[idx]
-            b_rewards, b_dones = reward_buf[idx], done_buf[idx]
-            with torch.no_grad():
-                next_target_qs = target_network(b_obs[:, 1:])
-                if args.double_q:  # a' = argmax of the online Q_i, valued by the target Q_i
-                    next_actions = torch.stack([q.argmax(-1) for q in q_network(b_obs[:, 1:])], -1)
-                    next_q = chosen_q(next_target_qs, next_actions)
-                else:
-                    next_q = torch.stack([q.max(-1).values for q in next_target_qs], -1)
-                # y = r + gamma (1 - done) sum_i max_a' Q_i^-(o_i', a')  (max of a sum of independent terms);
-                # with --double-q, sum_i Q_i^-(o_i', argmax_a' Q_i(o_i', a'))
-                td_target = b_rewards + args.gamma * (1.0 - b_dones) * next_q.sum(-1)
-            # Q_tot(s, a) = sum_i Q_i(o_i, a_i)
-            q_tot = chosen_q(q_network(b_obs[:, :T]), b_actions).sum(-1)  # (batch, T)
-            # loss = E[ (Q_tot(s, a) - y)^2 ]: the only learning signal; no agent has a loss of its own
-            td_loss = F.mse_loss(q_tot, td_target)
-            optimizer.zero_grad()
-            td_loss.backward()
-            nn.utils.clip_grad_norm_(q_network.parameters(), args.max_grad_norm)
-            optimizer.step()
-            gradient_steps += 1
-            q_values = q_tot.detach().mean()
+            for _ in range(args.gradient_steps):
+                idx = torch.randint(buffer_filled, (args.batch_size,), device=device)
+                b_obs, b_actions = obs_buf[idx], action_buf[idx]
+                b_rewards, b_dones = reward_buf[idx], done_buf[idx]
+                with torch.no_grad():
+                    next_target_qs = target_network(b_obs[:, 1:])
+                    if args.double_q:  # a' = argmax of the online Q_i, valued by the target Q_i
+                        next_actions = torch.stack([q.argmax(-1) for q in q_network(b_obs[:, 1:])], -1)
+                        next_q = chosen_q(next_target_qs, next_actions)
+                    else:
+                        next_q = torch.stack([q.max(-1).values for q in next_target_qs], -1)
+                    # y = r + gamma (1 - done) sum_i max_a' Q_i^-(o_i', a')  (max of a sum of independent terms);
+                    # with --double-q, sum_i Q_i^-(o_i', argmax_a' Q_i(o_i', a'))
+                    td_target = b_rewards + args.gamma * (1.0 - b_dones) * next_q.sum(-1)
+                # Q_tot(s, a) = sum_i Q_i(o_i, a_i)
+                q_tot = chosen_q(q_network(b_obs[:, :T]), b_actions).sum(-1)  # (batch, T)
+                # loss = E[ (Q_tot(s, a) - y)^2 ]: the only learning signal; no agent has a loss of its own
+                td_loss = F.mse_loss(q_tot, td_target)
+                optimizer.zero_grad()
+                td_loss.backward()
+                nn.utils.clip_grad_norm_(q_network.parameters(), args.max_grad_norm)
+                optimizer.step()
+                gradient_steps += 1
+                q_values = q_tot.detach().mean()
 
-            if gradient_steps % args.target_network_frequency == 0:
-                # theta^- <- tau theta + (1 - tau) theta^-  (tau = 1: DQN's periodic copy)
-                for target_param, param in zip(target_network.parameters(), q_network.parameters()):
-                    target_param.data.copy_(args.tau * param.data + (1.0 - args.tau) * target_param.data)
+                if gradient_steps % args.target_network_frequency == 0:
+                    # theta^- <- tau theta + (1 - tau) theta^-  (tau = 1: DQN's periodic copy)
+                    for target_param, param in zip(target_network.parameters(), q_network.parameters()):
+                        target_param.data.copy_(args.tau * param.data + (1.0 - args.tau) * target_param.data)
 
         # ============================ logging (CleanRL's names) ============================
         if iteration % log_every == 0 or iteration == num_iterations:
