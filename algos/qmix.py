@@ -69,6 +69,10 @@ class Args:
     """Double-DQN targets: the online network picks a', the target network values it (PyMARL's default;
     no effect on one-round games, which have nothing to bootstrap)"""
     max_grad_norm: float = 10.0
+    standardize_rewards: bool = False
+    """if toggled, the TD targets use rewards standardized by a running mean and std of every sampled reward
+    (EPyMARL's standardise_rewards). Subtracting the mean is harmless where every episode ends by a time limit
+    (simple_spread); where episodes really end (the matrix games) it changes what is optimal, so it is off by default"""
     """maximum norm for gradient clipping"""
     mixing_embed_dim: int = 32
     """width of the mixing network's hidden layer"""
@@ -215,6 +219,23 @@ def q_tot_table(mixer: QMixer, utilities: list[torch.Tensor], states: torch.Tens
     return q_tot.reshape(-1, *[q.shape[-1] for q in utilities])
 
 
+class RunningMeanStd:
+    """Running mean and variance of every reward seen, merged batch by batch (Chan et al.'s parallel update)."""
+
+    def __init__(self, device):
+        self.mean, self.var, self.count = torch.zeros((), device=device), torch.ones((), device=device), 1e-4
+
+    def update(self, x: torch.Tensor) -> None:
+        batch_mean, batch_var, batch_count = x.mean(), x.var(unbiased=False), x.numel()
+        delta, total = batch_mean - self.mean, self.count + batch_count
+        self.mean = self.mean + delta * batch_count / total
+        self.var = (self.var * self.count + batch_var * batch_count + delta.pow(2) * self.count * batch_count / total) / total
+        self.count = total
+
+    def standardize(self, x: torch.Tensor) -> torch.Tensor:
+        return (x - self.mean) / self.var.sqrt().clamp(min=1e-8)
+
+
 def linear_schedule(start_e: float, end_e: float, duration: float, step: int) -> float:
     """epsilon goes linearly from start_e to end_e over `duration` steps, then stays at end_e."""
     progress = min(step / duration, 1.0) if duration > 0 else 1.0
@@ -260,6 +281,7 @@ def train(args: Args) -> dict:
     target_mixer = copy.deepcopy(mixer)
     params = [*q_network.parameters(), *mixer.parameters()]
     optimizer = torch.optim.Adam(params, lr=args.learning_rate)
+    reward_stats = RunningMeanStd(device) if args.standardize_rewards else None
 
     def act_greedy(obs, state):
         # each agent argmaxes its own Q_i on its own observation: no joint action is ever formed
@@ -322,6 +344,9 @@ def train(args: Args) -> dict:
                 idx = torch.randint(buffer_filled, (args.batch_size,), device=device)
                 b_obs, b_states, b_actions = obs_buf[idx], state_buf[idx], action_buf[idx]
                 b_rewards, b_dones = reward_buf[idx], done_buf[idx]
+                if reward_stats is not None:  # r <- (r - mean) / std, statistics of every reward sampled so far
+                    reward_stats.update(b_rewards)
+                    b_rewards = reward_stats.standardize(b_rewards)
                 with torch.no_grad():
                     next_target_qs = target_network(b_obs[:, 1:])
                     if args.double_q:  # a' = argmax of the online Q_i, valued by the target Q_i

@@ -67,6 +67,10 @@ class Args:
     """if toggled, Double-DQN targets: the online network picks a', the target network values it. PyMARL's and
     EPyMARL's configs use them; off here by default, the setting every matrix-game result was measured with"""
     max_grad_norm: float = 10.0
+    standardize_rewards: bool = False
+    """if toggled, the TD targets use rewards standardized by a running mean and std of every sampled reward
+    (EPyMARL's standardise_rewards). Subtracting the mean is harmless where every episode ends by a time limit
+    (simple_spread); where episodes really end (the matrix games) it changes what is optimal, so it is off by default"""
     """maximum norm for gradient clipping"""
 
     # >>> shared:args (every script in algos/ has these fields; tests/test_shared_blocks.py keeps the copies identical)
@@ -162,6 +166,23 @@ def q_tot_table(utilities: list[torch.Tensor]) -> torch.Tensor:
                for i, q in enumerate(utilities))
 
 
+class RunningMeanStd:
+    """Running mean and variance of every reward seen, merged batch by batch (Chan et al.'s parallel update)."""
+
+    def __init__(self, device):
+        self.mean, self.var, self.count = torch.zeros((), device=device), torch.ones((), device=device), 1e-4
+
+    def update(self, x: torch.Tensor) -> None:
+        batch_mean, batch_var, batch_count = x.mean(), x.var(unbiased=False), x.numel()
+        delta, total = batch_mean - self.mean, self.count + batch_count
+        self.mean = self.mean + delta * batch_count / total
+        self.var = (self.var * self.count + batch_var * batch_count + delta.pow(2) * self.count * batch_count / total) / total
+        self.count = total
+
+    def standardize(self, x: torch.Tensor) -> torch.Tensor:
+        return (x - self.mean) / self.var.sqrt().clamp(min=1e-8)
+
+
 def linear_schedule(start_e: float, end_e: float, duration: float, step: int) -> float:
     """epsilon goes linearly from start_e to end_e over `duration` steps, then stays at end_e."""
     progress = min(step / duration, 1.0) if duration > 0 else 1.0
@@ -201,6 +222,7 @@ def train(args: Args) -> dict:
     target_network = DecentralizedQNetwork(envs.obs_dim, action_sizes, args.hidden_size).to(device)
     target_network.load_state_dict(q_network.state_dict())
     optimizer = torch.optim.Adam(q_network.parameters(), lr=args.learning_rate)
+    reward_stats = RunningMeanStd(device) if args.standardize_rewards else None
 
     def act_greedy(obs, state):
         # each agent argmaxes its own Q_i on its own observation: no joint action is ever formed
@@ -263,6 +285,9 @@ def train(args: Args) -> dict:
                 idx = torch.randint(buffer_filled, (args.batch_size,), device=device)
                 b_obs, b_actions = obs_buf[idx], action_buf[idx]
                 b_rewards, b_dones = reward_buf[idx], done_buf[idx]
+                if reward_stats is not None:  # r <- (r - mean) / std, statistics of every reward sampled so far
+                    reward_stats.update(b_rewards)
+                    b_rewards = reward_stats.standardize(b_rewards)
                 with torch.no_grad():
                     next_target_qs = target_network(b_obs[:, 1:])
                     if args.double_q:  # a' = argmax of the online Q_i, valued by the target Q_i
