@@ -8,6 +8,9 @@ action is always positive). So learn both on shared parameters:
 and add lambda_t * KL(pi_jt || prod_i pi_i) to the policy-gradient loss, lambda_t annealed up from 0.
 Act with the mixture (1 - alpha_t) pi_jt + alpha_t prod_i pi_i, alpha_t annealed 0 -> 1, so training
 starts collaborative and ends as a purely decentralized product-of-marginals policy.
+The joint head is exact by default (one logit per joint action, the KL and the entropy summed over all of them);
+--joint-head autoregressive picks one action per agent in turn instead (sum_i |A_i| outputs, the KL and the entropy
+estimated from samples), for games whose joint action space is too large to enumerate.
 
 Method:   the marl-refs proposal "Minimize Mutual Information", described in docs/method.md.
 Run:      python algos/mi_pg.py --lambda-max 5
@@ -88,6 +91,11 @@ class Args:
     distilled into the marginals and never pulled towards their product). Default off: the proposal's two-way KL.
     On the N-agent trap the two-way KL drags the joint head into the trap from N = 5 on (docs/results.md, "MI-PG past
     four agents")"""
+    joint_head: Literal["exact", "autoregressive"] = "exact"
+    """the joint head pi_jt(a|s). exact: one logit per joint action (prod_i |A_i| outputs), the KL and the entropy exact
+    over all joint actions. autoregressive: pi_jt(a|s) = prod_i pi_jt(a_i | s, a_<i), agent by agent (sum_i |A_i|
+    outputs); the KL estimated from samples of pi_jt, the entropy bonus a lower bound of the mixture's, and the joint
+    greedy action the argmax agent by agent (an approximation of the joint argmax). Its cost grows linearly in N"""
 
     # >>> shared:args (every script in algos/ has these fields; tests/test_shared_blocks.py keeps the copies identical)
     exp_name: str = os.path.basename(__file__)[: -len(".py")]
@@ -122,7 +130,8 @@ class Args:
     """the penalty k of the `penalty` game"""
     num_agents: int | None = None
     """n-agent-trap only: how many agents (>= 2; default 5, the smallest N where mi_pg's defaults missed the optimum
-    on every seed from --init-prob 0.9). --num-actions ** --num-agents must stay <= 2**16 (the exact joint heads)"""
+    on every seed from --init-prob 0.9). --num-actions ** --num-agents must stay <= 2**16: the game itself holds its
+    payoff table (envs/n_agent_trap.py), whichever --joint-head"""
     num_actions: int | None = None
     """n-agent-trap only: actions per agent (>= 2; default 2): all on action 1 pays 10, all on action 0 pays 3,
     anything else -6"""
@@ -204,6 +213,64 @@ class JointHead(nn.Module):
         return F.log_softmax(self.net(features.flatten(1)), dim=-1)
 
 
+class AutoregressiveJointHead(nn.Module):
+    """pi_jt(a | s) = prod_i pi_jt(a_i | s, a_<i) (--joint-head autoregressive): agent i's action drawn from a
+    conditional that reads the state (one layer on the shared torso's features, as in JointHead) and the one-hot
+    actions of agents 0..i-1. Agent i's output layer has |A_i| outputs, so the head has sum_i |A_i| outputs in all
+    instead of prod_i |A_i|; sampling and log-probabilities take N passes, and nothing enumerates the joint actions
+    (but forward(), which the tests and the small games' summaries use)."""
+
+    def __init__(self, n_agents: int, action_sizes: list[int], hidden: int, init_prob: float | None):
+        super().__init__()
+        self.action_sizes = action_sizes
+        self.state = nn.Sequential(nn.Linear(n_agents * hidden, hidden), nn.Tanh())
+        # agent i: [state embedding, one-hot a_0, ..., one-hot a_{i-1}] -> hidden -> |A_i| logits. The output layer's
+        # zero weights make every conditional start at agent i's initial policy whatever s and a_<i, so pi_jt starts at
+        # the product of the initial marginals (the --init-prob start, KL = 0), as JointHead does
+        self.steps = nn.ModuleList(
+            nn.Sequential(nn.Linear(hidden + sum(action_sizes[:i]), hidden), nn.Tanh(),
+                          output_layer(hidden, initial_log_probs(n, init_prob)))
+            for i, n in enumerate(action_sizes))
+
+    def conditional(self, i: int, context: torch.Tensor, actions: torch.Tensor) -> torch.Tensor:
+        """log pi_jt(. | s, a_<i) (B, |A_i|), from the state embedding (B, hidden) and actions (B, N) whose first i
+        columns are a_<i (the others are not read)"""
+        previous = [F.one_hot(actions[:, j], n).to(context.dtype) for j, n in enumerate(self.action_sizes[:i])]
+        return F.log_softmax(self.steps[i](torch.cat([context, *previous], dim=-1)), dim=-1)
+
+    def log_prob(self, features: torch.Tensor, actions: torch.Tensor) -> tuple[torch.Tensor, torch.Tensor]:
+        """features (B, N, hidden), joint actions (B, N) -> log pi_jt(a | s) = sum_i log pi_jt(a_i | s, a_<i) (B,),
+        and the sum of the conditionals' entropies along a, sum_i H(pi_jt(. | s, a_<i)) (B,)"""
+        context = self.state(features.flatten(1))
+        log_prob = entropy = torch.zeros(len(actions), device=actions.device)
+        for i in range(len(self.action_sizes)):
+            log_probs = self.conditional(i, context, actions)
+            log_prob = log_prob + log_probs.gather(1, actions[:, i : i + 1]).squeeze(1)
+            entropy = entropy - (log_probs.exp() * log_probs).sum(-1)
+        return log_prob, entropy
+
+    @torch.no_grad()
+    def sample(self, features: torch.Tensor, greedy: bool = False) -> torch.Tensor:
+        """Joint actions (B, N), agent by agent. greedy: each agent takes the argmax of its conditional given the
+        actions already chosen, an approximation of the joint argmax (exact when pi_jt is a product or deterministic)."""
+        context = self.state(features.flatten(1))
+        actions = torch.zeros(len(features), len(self.action_sizes), dtype=torch.long, device=features.device)
+        for i in range(len(self.action_sizes)):
+            log_probs = self.conditional(i, context, actions)
+            actions[:, i] = log_probs.argmax(-1) if greedy else Categorical(logits=log_probs).sample()
+        return actions
+
+    def forward(self, features: torch.Tensor) -> torch.Tensor:
+        """log pi_jt(. | s) over all joint actions (B, prod_i |A_i|), in JointHead's order, by enumerating them: for the
+        tests and the small games' summaries only (it costs B x prod_i |A_i| rows)"""
+        sizes = torch.tensor(self.action_sizes, device=features.device)
+        strides = torch.tensor([math.prod(self.action_sizes[i + 1:]) for i in range(len(self.action_sizes))],
+                               device=features.device)
+        joints = (torch.arange(math.prod(self.action_sizes), device=features.device).unsqueeze(-1) // strides) % sizes
+        repeated = features.repeat_interleave(len(joints), dim=0)  # every state once per joint action
+        return self.log_prob(repeated, joints.repeat(len(features), 1))[0].reshape(len(features), len(joints))
+
+
 # ============================ the algorithm: the three distributions ============================
 def product_log_probs(marginal_log_probs: list[torch.Tensor]) -> torch.Tensor:
     """log prod_i pi_i(a_i) for every joint action: (B, prod_i |A_i|), same order as the joint head."""
@@ -219,6 +286,26 @@ def kl_joint_to_product(joint_log_probs: torch.Tensor, product_log_probs: torch.
     # KL = sum_a pi_jt(a) * (log pi_jt(a) - log prod_i pi_i(a_i)); exp of a log-softmax never overflows, and
     # where pi_jt(a) underflows to 0 the finite log-difference keeps the term at exactly 0 (no 0 * inf).
     return (joint_log_probs.exp() * (joint_log_probs - product_log_probs)).sum(-1)
+
+
+def product_log_prob(marginal_log_probs: list[torch.Tensor], actions: torch.Tensor) -> torch.Tensor:
+    """log prod_i pi_i(a_i | o_i) (B,) of given joint actions (B, N), without the joint table."""
+    return sum(log_probs.gather(1, actions[:, i : i + 1]).squeeze(1) for i, log_probs in enumerate(marginal_log_probs))
+
+
+def sampled_kl(joint_log_prob: torch.Tensor, product_log_prob: torch.Tensor) -> torch.Tensor:
+    """KL(pi_jt || prod_i pi_i) estimated from joint actions a_k ~ pi_jt(.|s_k), given log pi_jt(a_k|s_k) and
+    log prod_i pi_i(a_k,i|o_k,i) (B,): its value is the estimate mean_k d_k, d = log pi_jt - log prod_i pi_i, and its
+    gradient the estimate of the KL's gradient (pass joint_log_prob detached for the marginals' part alone)."""
+    # With pi_jt = p_theta and the product q_phi:  KL = sum_a p(a) d(a), so
+    #   grad_theta KL = sum_a grad p(a) d(a) + sum_a p(a) grad log p(a) = E_p[d(a) grad log p(a)] + grad sum_a p(a)
+    #                 = E_p[d(a) grad log p(a)]                              (the score-function term; sum_a p(a) = 1)
+    #   grad_phi KL   = -E_p[grad log q(a)]                                  (a's distribution does not depend on phi)
+    # and both are the gradient of  S = mean_k( stopgrad(d_k) log p(a_k) - log q(a_k) ),  unbiased for the shared torso
+    # too (its gradient is the sum of the two). Value mean_k d_k, gradient S's: mean(d) + S - stopgrad(S).
+    d = (joint_log_prob - product_log_prob).detach()
+    surrogate = (d * joint_log_prob - product_log_prob).mean()
+    return d.mean() + (surrogate - surrogate.detach())
 
 
 def total_correlation(joint_log_probs: torch.Tensor, action_sizes: list[int]) -> torch.Tensor:
@@ -280,6 +367,8 @@ def check_args(args: Args) -> None:
         args.ent_coef = 0.01 if game.family == "mpe" else 0.1
     if not (args.lambda_max >= 0 and math.isfinite(args.lambda_max)):
         raise ValueError(f"--lambda-max must be a finite number >= 0, got {args.lambda_max}")
+    if args.joint_head not in ("exact", "autoregressive"):
+        raise ValueError(f"--joint-head must be exact or autoregressive, got {args.joint_head!r}")
     if args.init_prob is not None and not 0.0 < args.init_prob < 1.0:
         raise ValueError(f"--init-prob must lie strictly between 0 and 1, got {args.init_prob}")
     for name in ("lambda", "alpha"):
@@ -319,7 +408,8 @@ def train(args: Args) -> dict:
     best_joint = np.flatnonzero(envs.payoff == envs.payoff.max()).tolist() if envs.family == "matrix" else None
 
     actor = DecentralizedActor(envs.obs_dim, action_sizes, args.hidden_size, args.init_prob).to(device)
-    joint_head = JointHead(n_agents, action_sizes, args.hidden_size, args.init_prob).to(device)
+    head = JointHead if args.joint_head == "exact" else AutoregressiveJointHead
+    joint_head = head(n_agents, action_sizes, args.hidden_size, args.init_prob).to(device)
     critic = nn.Sequential(mlp(envs.state_dim, args.hidden_size), nn.Linear(args.hidden_size, 1)).to(device)
     params = [*actor.parameters(), *joint_head.parameters(), *critic.parameters()]
     optimizer = torch.optim.Adam(params, lr=args.learning_rate)
@@ -330,12 +420,61 @@ def train(args: Args) -> dict:
         joint_log_probs, prod_log_probs = joint_head(features), product_log_probs(marginals)
         return joint_log_probs, prod_log_probs, mixture_log_probs(joint_log_probs, prod_log_probs, alpha)
 
+    def exact_terms(obs: torch.Tensor, actions: torch.Tensor, alpha: float):
+        """The loss's three policy terms, exact over the joint actions: log pi_mix of the taken actions (B,), the KL and
+        the entropy bonus."""
+        joint_log_probs, prod_log_probs, mix_log_probs = policy(obs, alpha)
+        taken_log_probs = mix_log_probs.gather(1, (actions * strides).sum(-1, keepdim=True)).squeeze(1)
+        # the proposal's penalty:  lambda_t * KL(pi_jt(.|s) || prod_i pi_i(.|o_i)), averaged over visited states
+        # (--kl-to-marginals-only: the same value, but pi_jt is a fixed target, as in distillation)
+        kl_target = joint_log_probs.detach() if args.kl_to_marginals_only else joint_log_probs
+        kl = kl_joint_to_product(kl_target, prod_log_probs).mean()
+        # entropy of the acting policy H(pi_mix), exact over the joint action space
+        entropy = -(mix_log_probs.exp() * mix_log_probs).sum(-1).mean()
+        return taken_log_probs, kl, entropy
+
+    # --joint-head autoregressive: the same three distributions, never as tables over the joint actions
+    def act_autoregressive(obs: torch.Tensor, alpha: float) -> tuple[torch.Tensor, torch.Tensor]:
+        """a ~ pi_mix(.|s): each game tosses a coin and samples from prod_i pi_i with probability alpha, from pi_jt
+        otherwise. Returns a (B, N) and log pi_mix(a|s) (B,), which needs only log pi_jt(a|s) and log prod_i pi_i(a_i)."""
+        features = actor.torso(obs)
+        marginals = actor.marginal_log_probs(features)
+        from_product = torch.rand(len(obs), device=obs.device) < alpha
+        product_sample = torch.stack([Categorical(logits=log_probs).sample() for log_probs in marginals], dim=-1)
+        actions = torch.where(from_product.unsqueeze(-1), product_sample, joint_head.sample(features))
+        joint_log_prob = joint_head.log_prob(features, actions)[0]
+        return actions, mixture_log_probs(joint_log_prob, product_log_prob(marginals, actions), alpha)
+
+    def sampled_terms(obs: torch.Tensor, actions: torch.Tensor, alpha: float):
+        """The loss's three policy terms for the autoregressive head: log pi_mix of the taken actions (B,), the KL from
+        one fresh sample a ~ pi_jt(.|s) per state (sampled_kl), and the entropy bonus."""
+        features = actor.torso(obs)
+        marginals = actor.marginal_log_probs(features)
+        taken_joint = joint_head.log_prob(features, actions)[0]
+        taken_log_probs = mixture_log_probs(taken_joint, product_log_prob(marginals, actions), alpha)
+        samples = joint_head.sample(features)
+        joint_log_prob, joint_entropy = joint_head.log_prob(features, samples)
+        # --kl-to-marginals-only: pi_jt a fixed target, as with the exact head
+        kl = sampled_kl(joint_log_prob.detach() if args.kl_to_marginals_only else joint_log_prob,
+                        product_log_prob(marginals, samples))
+        # The entropy bonus: H(pi_mix) has no closed form without the table. We use its lower bound (entropy is concave)
+        # (1 - alpha) H(pi_jt) + alpha H(prod_i pi_i): equal to it at alpha = 0 and 1 (the exact head's bonus there),
+        # H(prod_i pi_i) = sum_i H(pi_i) exact, and H(pi_jt) = E_{a~pi_jt}[sum_i H(pi_jt(.|s, a_<i))] (the chain rule)
+        # from the KL's samples: low-variance (no log-probability of a whole joint action in it), but its gradient is
+        # the conditionals' own (it leaves out the score-function term through a_<i's distribution), so it widens
+        # every conditional along the sampled prefixes rather than climbing H(pi_jt) exactly.
+        product_entropy = sum(-(log_probs.exp() * log_probs).sum(-1) for log_probs in marginals)
+        entropy = ((1.0 - alpha) * joint_entropy + alpha * product_entropy).mean()
+        return taken_log_probs, kl, entropy
+
     def act_decentralized(obs, state, greedy: bool):
         # each agent acts on its own observation with its own head: what is deployed
         marginals = actor(obs)
         return torch.stack([lp.argmax(-1) if greedy else Categorical(logits=lp).sample() for lp in marginals], -1)
 
     def act_joint_greedy(obs, state):
+        if args.joint_head == "autoregressive":  # agent by agent: an approximation of the joint argmax
+            return joint_head.sample(actor.torso(obs), greedy=True)
         flat = joint_head(actor.torso(obs)).argmax(-1)
         return (flat.unsqueeze(-1) // strides) % sizes
 
@@ -349,7 +488,7 @@ def train(args: Args) -> dict:
     B = args.num_envs
     obs_buf = torch.zeros((T, B, n_agents, envs.obs_dim), device=device)
     state_buf = torch.zeros((T, B, envs.state_dim), device=device)
-    action_buf = torch.zeros((T, B), dtype=torch.long, device=device)  # flat joint-action index
+    action_buf = torch.zeros((T, B, n_agents), dtype=torch.long, device=device)  # the joint action, one column per agent
     reward_buf = torch.zeros((T, B), device=device)
     value_buf = torch.zeros((T, B), device=device)
     log_prob_buf = torch.zeros((T, B), device=device)  # log pi_mix(a_t | s_t) of the policy that acted
@@ -371,11 +510,14 @@ def train(args: Args) -> dict:
             for t in range(T):
                 obs_buf[t], state_buf[t] = obs, state
                 value_buf[t] = critic(state).squeeze(-1)
-                acting = Categorical(logits=policy(obs, alpha)[2])
-                flat_action = acting.sample()
-                log_prob_buf[t] = acting.log_prob(flat_action)
-                action_buf[t] = flat_action
-                obs, state, reward_buf[t], _ = envs.step((flat_action.unsqueeze(-1) // strides) % sizes)
+                if args.joint_head == "exact":  # one draw from the table over all joint actions
+                    acting = Categorical(logits=policy(obs, alpha)[2])
+                    flat_action = acting.sample()
+                    log_prob_buf[t] = acting.log_prob(flat_action)
+                    action_buf[t] = (flat_action.unsqueeze(-1) // strides) % sizes
+                else:
+                    action_buf[t], log_prob_buf[t] = act_autoregressive(obs, alpha)
+                obs, state, reward_buf[t], _ = envs.step(action_buf[t])
             # after the last step: a real end (matrix and private games) is worth 0; a time limit (simple_spread) is
             # a truncation, and the game would go on from the final state, so bootstrap from V(s_T)
             final_value = critic(state).squeeze(-1) if envs.ends_by_time_limit else torch.zeros(B, device=device)
@@ -388,7 +530,7 @@ def train(args: Args) -> dict:
 
         # ---------------- the loss (one step per batch, or PPO-style passes with --update-epochs) ----------------
         b_obs, b_state = obs_buf.flatten(0, 1), state_buf.flatten(0, 1)
-        b_actions, b_adv, b_returns = action_buf.flatten(), advantages.flatten(), returns.flatten()
+        b_actions, b_adv, b_returns = action_buf.flatten(0, 1), advantages.flatten(), returns.flatten()
         b_old_log_probs = log_prob_buf.flatten()
         if args.norm_adv and b_adv.numel() > 1:
             b_adv = (b_adv - b_adv.mean()) / (b_adv.std() + 1e-8)
@@ -398,8 +540,9 @@ def train(args: Args) -> dict:
             if args.num_minibatches > 1:
                 order = torch.randperm(B * T, device=device)
             for mb in order.tensor_split(args.num_minibatches):
-                joint_log_probs, prod_log_probs, mix_log_probs = policy(b_obs[mb], alpha)
-                taken_log_probs = mix_log_probs.gather(1, b_actions[mb].unsqueeze(1)).squeeze(1)
+                # log pi_mix(a | s) of the taken actions, lambda_t's KL(pi_jt || prod_i pi_i) and the entropy bonus
+                terms = exact_terms if args.joint_head == "exact" else sampled_terms
+                taken_log_probs, kl, entropy = terms(b_obs[mb], b_actions[mb], alpha)
                 if args.update_epochs == 1:
                     # policy gradient on the acting policy:  -E[ A(s, a) log pi_mix(a | s) ]
                     pg_loss = -(b_adv[mb] * taken_log_probs).mean()
@@ -409,12 +552,6 @@ def train(args: Args) -> dict:
                     ratio = (taken_log_probs - b_old_log_probs[mb]).exp()
                     clipped = ratio.clamp(1.0 - args.clip_coef, 1.0 + args.clip_coef)
                     pg_loss = -torch.min(ratio * b_adv[mb], clipped * b_adv[mb]).mean()
-                # the proposal's penalty:  lambda_t * KL(pi_jt(.|s) || prod_i pi_i(.|o_i)), averaged over visited states
-                # (--kl-to-marginals-only: the same value, but pi_jt is a fixed target, as in distillation)
-                kl_target = joint_log_probs.detach() if args.kl_to_marginals_only else joint_log_probs
-                kl = kl_joint_to_product(kl_target, prod_log_probs).mean()
-                # entropy of the acting policy H(pi_mix), exact over the joint action space
-                entropy = -(mix_log_probs.exp() * mix_log_probs).sum(-1).mean()
                 value_loss = 0.5 * (critic(b_state[mb]).squeeze(-1) - b_returns[mb]).pow(2).mean()
                 loss = pg_loss + kl_coef * kl - args.ent_coef * entropy + args.vf_coef * value_loss
                 if log_now:  # diagnostics (no effect on training): how hard each term pulls on the joint head alone
@@ -435,15 +572,24 @@ def train(args: Args) -> dict:
                         writer.add_scalar(f"policy/{agent}/action_{action}", prob, global_step)
             writer.add_scalar("charts/lambda", kl_coef, global_step)
             writer.add_scalar("charts/alpha", alpha, global_step)
-            writer.add_scalar("charts/total_correlation", total_correlation(joint_log_probs, action_sizes).mean().item(), global_step)
+            if args.joint_head == "exact":  # needs the table over all joint actions (last minibatch, after the step)
+                with torch.no_grad():
+                    correlation = total_correlation(joint_head(actor.torso(b_obs[mb])), action_sizes).mean().item()
+                writer.add_scalar("charts/total_correlation", correlation, global_step)
             writer.add_scalar("losses/kl_joint_to_product", kl.item(), global_step)
             for name, norm in grad_norms.items():
                 writer.add_scalar(f"grad_norm_joint_head/{name}", norm, global_step)
             if best_joint is not None:
                 with torch.no_grad():  # the optimal joint actions' probability on the first observation
-                    first = policy(obs_buf[0, :1], alpha)
-                writer.add_scalar("charts/joint_prob_of_best", first[0][0, best_joint].exp().sum().item(), global_step)
-                writer.add_scalar("charts/product_prob_of_best", first[1][0, best_joint].exp().sum().item(), global_step)
+                    best = (torch.tensor(best_joint, device=device).unsqueeze(-1) // strides) % sizes
+                    features = actor.torso(obs_buf[0, :1]).expand(len(best), -1, -1)
+                    if args.joint_head == "exact":
+                        joint_best = joint_head(features).gather(1, torch.tensor(best_joint, device=device)[:, None])
+                    else:
+                        joint_best = joint_head.log_prob(features, best)[0]
+                    product_best = product_log_prob(actor.marginal_log_probs(features), best)
+                writer.add_scalar("charts/joint_prob_of_best", joint_best.exp().sum().item(), global_step)
+                writer.add_scalar("charts/product_prob_of_best", product_best.exp().sum().item(), global_step)
             writer.add_scalar("losses/policy_loss", pg_loss.item(), global_step)
             writer.add_scalar("losses/value_loss", value_loss.item(), global_step)
             writer.add_scalar("losses/entropy", entropy.item(), global_step)
