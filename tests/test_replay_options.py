@@ -1,0 +1,62 @@
+"""The value-based scripts' EPyMARL options: --gradient-steps (the replay ratio) and --standardize-rewards.
+
+EPyMARL makes one gradient step per episode collected and standardizes rewards; these two flags let iql, vdn and
+qmix do the same (both off by default, so the matrix-game results stand as measured).
+"""
+
+import numpy as np
+import pytest
+import torch
+
+from algos import iql, qmix, vdn
+from tests.test_time_limits import QUICK, learned_values
+
+MODULES = [iql, vdn, qmix]
+IDS = ["iql", "vdn", "qmix"]
+
+
+def count_optimizer_steps(module, monkeypatch, **overrides) -> int:
+    """Runs train() and counts the Adam steps it takes."""
+    calls = []
+    original = torch.optim.Adam.step
+
+    def counted(self, *args, **kwargs):
+        calls.append(1)
+        return original(self, *args, **kwargs)
+
+    monkeypatch.setattr(torch.optim.Adam, "step", counted)
+    module.train(module.Args(**{**QUICK, "num_envs": 16, "total_timesteps": 16 * 12, "learning_starts": 0,
+                                "train_frequency": 2, "buffer_size": 64, "batch_size": 8, **overrides}))
+    return len(calls)
+
+
+@pytest.mark.parametrize("module", MODULES, ids=IDS)
+def test_gradient_steps_per_training_round(module, monkeypatch):
+    # 12 collection rounds of one 1-round episode in each of 16 games, training every 2nd round: 6 training rounds
+    assert count_optimizer_steps(module, monkeypatch) == 6
+    assert count_optimizer_steps(module, monkeypatch, gradient_steps=3) == 18
+
+
+def test_running_mean_std_matches_numpy():
+    generator = torch.Generator().manual_seed(0)
+    batches = [torch.randn(n, generator=generator) * 3 + 5 for n in (7, 1, 50, 12)]
+    for module in MODULES:
+        stats = module.RunningMeanStd("cpu")
+        for batch in batches:
+            stats.update(batch)
+        seen = torch.cat(batches).numpy()
+        # the prior (mean 0, variance 1, weight 1e-4) leaves a trace below 1e-4
+        assert abs(stats.mean.item() - seen.mean()) < 1e-4
+        assert abs(stats.var.item() - seen.var()) < 1e-3
+        np.testing.assert_allclose(stats.standardize(torch.tensor(seen)).std(unbiased=False).item(), 1.0, atol=1e-3)
+
+
+@pytest.mark.parametrize("module", MODULES, ids=IDS)
+def test_standardized_rewards_reach_the_targets(module):
+    # the flat game pays 1 for every joint action, in one real round: Q learns 1; standardized, that reward is 0
+    # (it is its own mean), so Q learns about 0
+    plain = learned_values(module, module.train(module.Args(**QUICK, total_timesteps=16000)))
+    standardized = learned_values(module, module.train(module.Args(**QUICK, total_timesteps=16000,
+                                                                   standardize_rewards=True)))
+    assert torch.allclose(plain, torch.ones_like(plain), atol=0.3), plain
+    assert standardized.abs().max() < 0.2, standardized
