@@ -60,3 +60,20 @@ def test_standardized_rewards_reach_the_targets(module):
                                                                    standardize_rewards=True)))
     assert torch.allclose(plain, torch.ones_like(plain), atol=0.3), plain
     assert standardized.abs().max() < 0.2, standardized
+
+
+@pytest.mark.parametrize("module", MODULES, ids=IDS)
+def test_epymarl_preset(module):
+    args = module.Args(env_id="simple_spread", preset="epymarl", learning_rate=1e-3)
+    module.check_args(args)
+    for field, value in module.EPYMARL.items():
+        if field != "learning_rate":
+            assert getattr(args, field) == value, field
+    assert args.learning_rate == 1e-3  # a flag set away from its default wins over the preset
+    # epsilon anneals over EPyMARL's number of env steps, whatever the budget (2M on simple_spread)
+    assert args.exploration_fraction * args.total_timesteps == pytest.approx(module.EPYMARL_EPSILON_STEPS)
+    # one gradient step per episode collected, as EPyMARL
+    assert args.gradient_steps / args.train_frequency == args.num_envs
+    untouched = module.Args(env_id="simple_spread")
+    module.check_args(untouched)
+    assert untouched.learning_rate == module.Args().learning_rate and not untouched.standardize_rewards
