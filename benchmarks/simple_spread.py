@@ -9,6 +9,7 @@ benchmarks/figures.py plots.
 
     python benchmarks/simple_spread.py                         # every script x 3 seeds at the defaults (2M steps)
     python benchmarks/simple_spread.py --protocol epymarl      # the paper's budgets: 20M on-policy, 2M off-policy, 5 seeds
+                                                               # (and iql, vdn, qmix with --preset epymarl)
     python benchmarks/simple_spread.py --algos mi_pg ipg --seeds 2 --total-timesteps 500000
     python benchmarks/simple_spread.py --report-only           # rebuild the Markdown from the JSON
     python benchmarks/simple_spread.py --ray-address auto      # on a running Ray cluster (docs/sweeps.md)
@@ -51,6 +52,8 @@ ENV_ID = "simple_spread"
 PUBLISHED = {"qmix": (-126.62, 2.96), "vdn": (-131.03, 1.85), "iql": (-132.63, 2.22), "mappo": (-133.54, 3.08),
              "ippo": (-133.86, 3.67), "maddpg": (-141.70, 1.74), "coma": (-204.31, 6.30)}
 IPPO = "mappo:independent_critic=True"  # this project's IPPO: algos/mappo.py with a per-agent critic V(o_i)
+# the scripts with EPyMARL's own configuration as one flag (--preset epymarl); --protocol epymarl runs them with it
+EPYMARL_PRESET = {"iql", "vdn", "qmix"}
 
 # The paper's protocol: on-policy methods get 20M env steps, off-policy ones 2M; evaluation every 50k steps.
 ON_POLICY = {"mi_pg", "ipg", "jpg", "mappo", "mackrl", "coma"}
@@ -122,8 +125,12 @@ def head_parameters(hidden: int = 64, n_agents: int = 3, n_actions: int = 5) -> 
 
 
 def published(variant: str) -> tuple[float, float] | None:
-    """The paper's number for a row: the script at its defaults (IPPO: mappo with a per-agent critic)."""
-    return PUBLISHED.get("ippo" if variant == IPPO else variant)
+    """The paper's number for a row: the script at its defaults or with --preset epymarl (IPPO: mappo with a
+    per-agent critic)."""
+    if variant == IPPO:
+        return PUBLISHED["ippo"]
+    algo, _, flags = variant.partition(":")
+    return PUBLISHED.get(algo) if flags in ("", "preset=epymarl") else None
 
 
 def cell(runs: list[dict], key: str, best: bool) -> str:
@@ -220,7 +227,10 @@ def main():
         parser.error(f"--seeds must be >= 1, got {seeds}")
     if args.total_timesteps is not None and args.total_timesteps < 1:
         parser.error(f"--total-timesteps must be >= 1, got {args.total_timesteps}")
-    algos = variants(args, parser, [a for a in available_algos() if ":" not in a] + [IPPO])
+    scripts = [a for a in available_algos() if ":" not in a] + [IPPO]
+    if args.protocol == "epymarl":  # EPyMARL's configuration where a script has it as a preset
+        scripts = [f"{a}:preset=epymarl" if a in EPYMARL_PRESET else a for a in scripts]
+    algos = variants(args, parser, scripts)
     sweep = make_jobs(algos, [ENV_ID], list(range(1, seeds + 1)),
                       common=run_flags(args.protocol, args.total_timesteps, args.cuda))
     results, outcome = run_from_args(sweep, args, parser, "benchmarks/simple_spread.py", out)
