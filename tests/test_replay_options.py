@@ -53,12 +53,11 @@ def test_running_mean_std_matches_numpy():
 
 @pytest.mark.parametrize("module", MODULES, ids=IDS)
 def test_standardized_rewards_reach_the_targets(module):
-    # the flat game pays 1 for every joint action, in one real round: Q learns 1; standardized, that reward is 0
-    # (it is its own mean), so Q learns about 0
-    plain = learned_values(module, module.train(module.Args(**QUICK, total_timesteps=16000)))
+    # the flat game pays 1 for every joint action, in one real round: Q learns 1 from the plain reward
+    # (tests/test_time_limits.py, same game and budget); standardized, that reward is 0 (it is its own mean), so Q
+    # learns about 0
     standardized = learned_values(module, module.train(module.Args(**QUICK, total_timesteps=16000,
                                                                    standardize_rewards=True)))
-    assert torch.allclose(plain, torch.ones_like(plain), atol=0.3), plain
     assert standardized.abs().max() < 0.2, standardized
 
 
