@@ -9,6 +9,10 @@ Two parts, each writing to benchmarks/results/ (the runs as JSON, saved as they 
                                                    # (n_agent_trap.json and .md)
     python benchmarks/n_agent_trap.py scale --agents 2 3 4 5 --actions 3 --seeds 10 --add
     python benchmarks/n_agent_trap.py diagnose --report-only     # redraw the figure from the saved runs
+    python benchmarks/n_agent_trap.py scale --algos mi_pg:joint_head=autoregressive --seeds 3 --add
+    python benchmarks/n_agent_trap.py cost         # mi_pg's exact against its autoregressive joint head, N = 4..16:
+                                                   # wall time and peak memory of a run, the head's size
+                                                   # (n_agent_trap_cost.json and .md)
 
 The diagnosis reads mi_pg's own TensorBoard logs (charts/joint_prob_of_best, charts/product_prob_of_best,
 losses/kl_joint_to_product, grad_norm_joint_head/*, charts/lambda, charts/alpha). jpg logs no such tag, so its joint
@@ -17,9 +21,13 @@ jpg's JointActor that notes pi_jt(a* | s) at every rollout step; training is unc
 """
 
 import argparse
+import json
 import math
+import multiprocessing
+import resource
 import statistics
 import sys
+from concurrent.futures import ProcessPoolExecutor
 from contextlib import contextmanager
 from pathlib import Path
 
@@ -235,28 +243,93 @@ def scale_report(runs: list[dict]) -> str:
                 if any(cells):
                     lines.append(f"| {spec} | {start} | " + " | ".join(cells) + " |")
         lines.append("| joint head outputs (K^N) | | " + " | ".join(f"{k**n:,}" for n in ns) + " |")
+        if any("joint_head=autoregressive" in spec for spec in algos):
+            lines.append("| autoregressive head outputs (K N) | | " + " | ".join(f"{k * n}" for n in ns) + " |")
         sections.append("\n".join(lines))
     return "\n\n".join(sections) + "\n"
 
 
+# ============================ the cost of the joint head: exact against autoregressive ============================
+HEADS = ["exact", "autoregressive"]
+
+
+def cost_one(job: dict) -> dict:
+    """One run (run_one) in a fresh process: its summary, the process's peak resident memory and how much of it the
+    run added, and the size of mi_pg's joint head (parameters, outputs) for the run's game."""
+    from algos import mi_pg
+
+    before = resource.getrusage(resource.RUSAGE_SELF).ru_maxrss  # KiB on Linux; torch and the script imported
+    summary = run_one(job)["summary"]
+    peak = resource.getrusage(resource.RUSAGE_SELF).ru_maxrss
+    n, head = job["common"]["num_agents"], job["algo"].split("joint_head=")[1]
+    network = {"exact": mi_pg.JointHead, "autoregressive": mi_pg.AutoregressiveJointHead}[head](n, [2] * n, 64, None)
+    outputs = 2**n if head == "exact" else 2 * n
+    return {**job, "settings": settings(job), "summary": summary, "peak_rss_mb": peak / 1024,
+            "run_rss_mb": (peak - before) / 1024, "head_params": sum(p.numel() for p in network.parameters()),
+            "head_outputs": outputs}
+
+
+def cost(args, parser) -> None:
+    path = RESULTS / "n_agent_trap_cost.json"
+    if args.report_only:
+        runs = json.loads(load_results(path, parser).path.read_text())["runs"]
+    else:
+        runs = []
+        for n in args.agents:
+            for head in HEADS:
+                job = make_job(f"mi_pg:joint_head={head}", N_AGENT_TRAP_ID, 1, "uniform", None,
+                               {"num_agents": n, "num_actions": 2, "total_timesteps": args.total_timesteps})
+                with ProcessPoolExecutor(1, mp_context=multiprocessing.get_context("spawn")) as fresh:  # a new process: its own peak memory
+                    record = fresh.submit(cost_one, job).result()
+                record.pop("read_scalars", None)
+                runs.append(record)
+                path.write_text(json.dumps({"runs": runs}, indent=1))
+                print(f"N = {n:2d} {head:14s} {record['summary']['wall_time_s']:6.1f} s  peak {record['peak_rss_mb']:6.0f}"
+                      f" MB (run {record['run_rss_mb']:+.0f} MB)  head {record['head_params']:,} parameters", flush=True)
+    markdown = cost_report(runs) + "\n"
+    print(markdown)
+    path.with_suffix(".md").write_text(markdown)
+
+
+def cost_report(runs: list[dict]) -> str:
+    ns = sorted({r["common"]["num_agents"] for r in runs})
+    steps = runs[0]["common"]["total_timesteps"]
+    title = (f"mi_pg on n-agent-trap, 2 actions, uniform start, seed 1, {steps:,} env steps (default budget 64,000), "
+             "128 games per batch, 1,000 evaluation episodes x 11 evaluations: wall seconds per run, peak resident "
+             "memory of the process (and what the run added to it after the imports), the joint head's parameters "
+             "and outputs\n")
+    lines = [title,
+             "| joint head | | " + " | ".join(f"N = {n}" for n in ns) + " |", "|---|---|" + "---|" * len(ns)]
+    for head in HEADS:
+        by_n = {r["common"]["num_agents"]: r for r in runs if r["algo"].endswith(head)}
+        rows = [("wall s", lambda r: f"{r['summary']['wall_time_s']:.1f}"),
+                ("peak MB (run +MB)", lambda r: f"{r['peak_rss_mb']:.0f} (+{r['run_rss_mb']:.0f})"),
+                ("parameters", lambda r: f"{r['head_params']:,}"), ("outputs", lambda r: f"{r['head_outputs']:,}")]
+        for label, cell in rows:
+            lines.append(f"| {head} | {label} | " + " | ".join(cell(by_n[n]) if n in by_n else "" for n in ns) + " |")
+    return "\n".join(lines)
+
+
 def main():
     parser = argparse.ArgumentParser(description=__doc__, formatter_class=argparse.RawDescriptionHelpFormatter)
-    parser.add_argument("part", choices=["diagnose", "scale"])
+    parser.add_argument("part", choices=["diagnose", "scale", "cost"])
     parser.add_argument("--algos", nargs="+", default=None, help="variants ALGO or ALGO:FLAG=VALUE,...")
     parser.add_argument("--agents", nargs="+", type=int, default=None,
-                        help="numbers of agents (default: 5 for diagnose, 2..8 for scale)")
+                        help="numbers of agents (default: 5 for diagnose, 2..8 for scale, 4 8 12 16 for cost)")
     parser.add_argument("--actions", nargs="+", type=int, default=[2], help="actions per agent (scale)")
     parser.add_argument("--starts", nargs="+", default=list(STARTS), choices=list(STARTS), help="(scale)")
     parser.add_argument("--seeds", type=int, default=None, help="seeds 1..S (default: 3 for diagnose, 10 for scale)")
     parser.add_argument("--report-only", action="store_true", help="tables and figure from the saved runs only")
     parser.add_argument("--out", default=str(RESULTS / "n_agent_trap"), help="scale: OUT.json and OUT.md")
+    parser.add_argument("--total-timesteps", type=int, default=12_800,
+                        help="cost: env steps per run (default 12,800 = 100 updates; what is measured is the cost)")
     add_arguments(parser)
     args = parser.parse_args()
-    args.agents = args.agents or ([5] if args.part == "diagnose" else list(range(2, 9)))
+    args.agents = args.agents or {"diagnose": [5], "scale": list(range(2, 9)), "cost": [4, 8, 12, 16]}[args.part]
     args.seeds = args.seeds or (3 if args.part == "diagnose" else 10)
     if args.seeds < 1 or min(args.agents) < 2 or min(args.actions) < 2:
         parser.error("--seeds must be >= 1, --agents and --actions >= 2")
-    (diagnose if args.part == "diagnose" else scale)(args, parser)
+    {"diagnose": diagnose, "scale": scale, "cost": cost}[args.part](args, parser)
 
 
 if __name__ == "__main__":
