@@ -366,7 +366,7 @@ def train(args: Args) -> dict:
         global_step += B * T
         episodic_return = reward_buf[slots].sum(1).mean().item()
 
-        # ---------------- --gradient-steps gradient steps, each on a batch of stored episodes ----------------
+        # ---------------- gradient steps (--gradient-steps per round), each on a batch of stored episodes ----------------
         if global_step >= args.learning_starts and iteration % args.train_frequency == 0:
             for _ in range(args.gradient_steps):
                 idx = torch.randint(buffer_filled, (args.batch_size,), device=device)

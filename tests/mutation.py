@@ -77,6 +77,18 @@ def time_limit_is_terminal(script: str) -> Mutation:
                     T(TIME_LIMITS, f"test_value_targets_bootstrap_only_at_a_time_limit[{script}]"))
 
 
+def one_gradient_step(script: str) -> Mutation:
+    return Mutation(f"{script}-gradient-steps-ignored", script, "--gradient-steps ignored: one gradient step per round",
+                    "for _ in range(args.gradient_steps):", "for _ in range(1):",
+                    T("test_replay_options.py", f"test_gradient_steps_per_training_round[{script}]"))
+
+
+def rewards_not_standardized(script: str) -> Mutation:
+    return Mutation(f"{script}-rewards-not-standardized", script, "--standardize-rewards updates the statistics only",
+                    "b_rewards = reward_stats.standardize(b_rewards)", "b_rewards = b_rewards",
+                    T("test_replay_options.py", f"test_standardized_rewards_reach_the_targets[{script}]"))
+
+
 def final_value_dropped(script: str) -> Mutation:
     return Mutation(f"{script}-time-limit-not-bootstrapped", script, "a time limit treated as a real end (final value 0)",
                     "final_value = critic(state).squeeze(-1) if envs.ends_by_time_limit else torch.zeros(B, device=device)",
@@ -200,6 +212,8 @@ MUTATIONS = [
     time_limit_is_terminal("iql"),
     epsilon_frozen("iql"),
     saves("iql", "target_network", "q_network"),
+    one_gradient_step("iql"),
+    rewards_not_standardized("iql"),
     # ------------------------------------------------------------------ vdn
     time_limit_is_terminal("vdn"),
     Mutation("vdn-q-tot-is-a-mean", "vdn", "Q_tot trained as the mean of the utilities, not their sum",
@@ -208,6 +222,8 @@ MUTATIONS = [
              T("test_value_factorization.py", "test_monotonic_q_tot_cannot_order_the_2x2_payoff[vdn]")),
     epsilon_frozen("vdn"),
     saves("vdn", "target_network", "q_network"),
+    one_gradient_step("vdn"),
+    rewards_not_standardized("vdn"),
     # ------------------------------------------------------------------ qmix
     Mutation("qmix-mixer-not-monotonic", "qmix", "the absolute value dropped from the mixing weights",
              "return torch.abs(weights)", "return weights",
@@ -218,6 +234,8 @@ MUTATIONS = [
     time_limit_is_terminal("qmix"),
     epsilon_frozen("qmix"),
     saves("qmix", "target_network", "q_network"),
+    one_gradient_step("qmix"),
+    rewards_not_standardized("qmix"),
     # ------------------------------------------------------------------ qtran
     Mutation("qtran-time-limit-is-terminal", "qtran", "no bootstrap from the last step at a time limit",
              "bootstrapped = T if envs.ends_by_time_limit else T - 1", "bootstrapped = T - 1",
