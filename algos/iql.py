@@ -38,9 +38,10 @@ class Args:
     # Algorithm-specific arguments
     preset: Literal["none", "epymarl"] = "none"
     """epymarl: EPyMARL's configuration of IQL (iql.yaml; the dict EPYMARL below): one gradient step per episode
-    collected (8 games, 8 gradient steps per round), 32-episode batches, lr 3e-4, a 128-unit torso, Double-Q, a target copy
-    every 200 steps, a buffer of 5,000 episodes, epsilon 1 -> 0.05 over the first 200,000 env steps, standardized
-    rewards. It replaces the defaults of those fields; a field given a value other than its default keeps that value"""
+    collected (8 games, 8 gradient steps per round), 32-episode batches, lr 3e-4, a 128-unit torso, Double-Q, a
+    target copy every 200 steps, a buffer of 5,000 episodes, epsilon 1 -> 0.05 over the first 200,000 env steps,
+    standardized rewards. It replaces the defaults of those fields; a field given a value other than its default keeps
+    that value"""
     learning_rate: float = 5e-3
     """Adam learning rate"""
     buffer_size: int = 4096
@@ -71,11 +72,12 @@ class Args:
     """if toggled, Double-DQN targets: the online network picks a', the target network values it. PyMARL's and
     EPyMARL's configs use them; off here by default, the setting every matrix-game result was measured with"""
     max_grad_norm: float = 10.0
+    """maximum norm for gradient clipping"""
     standardize_rewards: bool = False
     """if toggled, the TD targets use rewards standardized by a running mean and std of every sampled reward
     (EPyMARL's standardise_rewards). Subtracting the mean is harmless where every episode ends by a time limit
-    (simple_spread); where episodes really end (the matrix games) it changes what is optimal, so it is off by default"""
-    """maximum norm for gradient clipping"""
+    (simple_spread); where episodes really end (the matrix games) it changes what is optimal, so it is off by
+    default"""
 
     # >>> shared:args (every script in algos/ has these fields; tests/test_shared_blocks.py keeps the copies identical)
     exp_name: str = os.path.basename(__file__)[: -len(".py")]
@@ -110,7 +112,8 @@ class Args:
     """the penalty k of the `penalty` game"""
     num_agents: int | None = None
     """n-agent-trap only: how many agents (>= 2; default 5, the smallest N where mi_pg's defaults missed the optimum
-    on every seed from --init-prob 0.9). --num-actions ** --num-agents must stay <= 2**16 (the game holds its whole payoff table)"""
+    on every seed from --init-prob 0.9). --num-actions ** --num-agents must stay <= 2**16 (the game holds its whole
+    payoff table)"""
     num_actions: int | None = None
     """n-agent-trap only: actions per agent (>= 2; default 2): all on action 1 pays 10, all on action 0 pays 3,
     anything else -6"""
@@ -157,6 +160,7 @@ def chosen_q(utilities: list[torch.Tensor], actions: torch.Tensor) -> torch.Tens
     return torch.stack([q.gather(-1, actions[..., i : i + 1]).squeeze(-1) for i, q in enumerate(utilities)], -1)
 
 
+# >>> shared:running_mean_std (iql, vdn, qmix; tests/test_shared_blocks.py keeps the copies identical)
 class RunningMeanStd:
     """Running mean and variance of every reward seen, merged batch by batch (Chan et al.'s parallel update)."""
 
@@ -167,11 +171,14 @@ class RunningMeanStd:
         batch_mean, batch_var, batch_count = x.mean(), x.var(unbiased=False), x.numel()
         delta, total = batch_mean - self.mean, self.count + batch_count
         self.mean = self.mean + delta * batch_count / total
-        self.var = (self.var * self.count + batch_var * batch_count + delta.pow(2) * self.count * batch_count / total) / total
+        # M2 = M2_a + M2_b + delta^2 n_a n_b / (n_a + n_b), the variance M2 / (n_a + n_b)
+        self.var = (self.var * self.count + batch_var * batch_count
+                    + delta.pow(2) * self.count * batch_count / total) / total
         self.count = total
 
     def standardize(self, x: torch.Tensor) -> torch.Tensor:
         return (x - self.mean) / self.var.sqrt().clamp(min=1e-8)
+# <<< shared:running_mean_std
 
 
 def linear_schedule(start_e: float, end_e: float, duration: float, step: int) -> float:
@@ -190,6 +197,7 @@ EPYMARL = {"num_envs": 8, "train_frequency": 1, "gradient_steps": 8, "batch_size
 EPYMARL_EPSILON_STEPS = 200000  # epsilon_anneal_time
 
 
+# >>> shared:apply_preset (iql, vdn, qmix; tests/test_shared_blocks.py keeps the copies identical)
 def apply_preset(args: Args) -> None:
     """--preset epymarl: EPYMARL's values for every field still at its default (after the game's budget is known)."""
     if args.preset == "none":
@@ -199,6 +207,7 @@ def apply_preset(args: Args) -> None:
     for field, value in preset.items():
         if getattr(args, field) == getattr(defaults, field):
             setattr(args, field, value)
+# <<< shared:apply_preset
 
 
 def check_args(args: Args) -> None:
@@ -286,7 +295,7 @@ def train(args: Args) -> dict:
         global_step += B * T
         episodic_return = reward_buf[slots].sum(1).mean().item()
 
-        # ---------------- gradient steps (--gradient-steps per round), each on a batch of stored episodes ----------------
+        # -------------- gradient steps (--gradient-steps per round), each on a batch of stored episodes --------------
         if global_step >= args.learning_starts and iteration % args.train_frequency == 0:
             for _ in range(args.gradient_steps):
                 idx = torch.randint(buffer_filled, (args.batch_size,), device=device)

@@ -43,8 +43,8 @@ class Args:
     preset: Literal["none", "epymarl"] = "none"
     """epymarl: EPyMARL's configuration of QMIX (qmix.yaml; the dict EPYMARL below): one gradient step per episode
     collected (8 games, 8 gradient steps per round), 32-episode batches, lr 5e-4, Double-Q, a target copy every 200
-    steps, a buffer of 5,000 episodes, epsilon 1 -> 0.05 over the first 50,000 env steps, standardized rewards. It replaces the
-    defaults of those fields; a field given a value other than its default keeps that value"""
+    steps, a buffer of 5,000 episodes, epsilon 1 -> 0.05 over the first 50,000 env steps, standardized rewards. It
+    replaces the defaults of those fields; a field given a value other than its default keeps that value"""
     learning_rate: float = 5e-3
     """Adam learning rate"""
     buffer_size: int = 4096
@@ -75,11 +75,12 @@ class Args:
     """Double-DQN targets: the online network picks a', the target network values it (PyMARL's default;
     no effect on one-round games, which have nothing to bootstrap)"""
     max_grad_norm: float = 10.0
+    """maximum norm for gradient clipping"""
     standardize_rewards: bool = False
     """if toggled, the TD targets use rewards standardized by a running mean and std of every sampled reward
     (EPyMARL's standardise_rewards). Subtracting the mean is harmless where every episode ends by a time limit
-    (simple_spread); where episodes really end (the matrix games) it changes what is optimal, so it is off by default"""
-    """maximum norm for gradient clipping"""
+    (simple_spread); where episodes really end (the matrix games) it changes what is optimal, so it is off by
+    default"""
     mixing_embed_dim: int = 32
     """width of the mixing network's hidden layer"""
     hypernet_layers: int = 2
@@ -121,7 +122,8 @@ class Args:
     """the penalty k of the `penalty` game"""
     num_agents: int | None = None
     """n-agent-trap only: how many agents (>= 2; default 5, the smallest N where mi_pg's defaults missed the optimum
-    on every seed from --init-prob 0.9). --num-actions ** --num-agents must stay <= 2**16 (the game holds its whole payoff table)"""
+    on every seed from --init-prob 0.9). --num-actions ** --num-agents must stay <= 2**16 (the game holds its whole
+    payoff table)"""
     num_actions: int | None = None
     """n-agent-trap only: actions per agent (>= 2; default 2): all on action 1 pays 10, all on action 0 pays 3,
     anything else -6"""
@@ -225,6 +227,7 @@ def q_tot_table(mixer: QMixer, utilities: list[torch.Tensor], states: torch.Tens
     return q_tot.reshape(-1, *[q.shape[-1] for q in utilities])
 
 
+# >>> shared:running_mean_std (iql, vdn, qmix; tests/test_shared_blocks.py keeps the copies identical)
 class RunningMeanStd:
     """Running mean and variance of every reward seen, merged batch by batch (Chan et al.'s parallel update)."""
 
@@ -235,11 +238,14 @@ class RunningMeanStd:
         batch_mean, batch_var, batch_count = x.mean(), x.var(unbiased=False), x.numel()
         delta, total = batch_mean - self.mean, self.count + batch_count
         self.mean = self.mean + delta * batch_count / total
-        self.var = (self.var * self.count + batch_var * batch_count + delta.pow(2) * self.count * batch_count / total) / total
+        # M2 = M2_a + M2_b + delta^2 n_a n_b / (n_a + n_b), the variance M2 / (n_a + n_b)
+        self.var = (self.var * self.count + batch_var * batch_count
+                    + delta.pow(2) * self.count * batch_count / total) / total
         self.count = total
 
     def standardize(self, x: torch.Tensor) -> torch.Tensor:
         return (x - self.mean) / self.var.sqrt().clamp(min=1e-8)
+# <<< shared:running_mean_std
 
 
 def linear_schedule(start_e: float, end_e: float, duration: float, step: int) -> float:
@@ -256,6 +262,7 @@ EPYMARL = {"num_envs": 8, "train_frequency": 1, "gradient_steps": 8, "batch_size
 EPYMARL_EPSILON_STEPS = 50000  # epsilon_anneal_time
 
 
+# >>> shared:apply_preset (iql, vdn, qmix; tests/test_shared_blocks.py keeps the copies identical)
 def apply_preset(args: Args) -> None:
     """--preset epymarl: EPYMARL's values for every field still at its default (after the game's budget is known)."""
     if args.preset == "none":
@@ -265,6 +272,7 @@ def apply_preset(args: Args) -> None:
     for field, value in preset.items():
         if getattr(args, field) == getattr(defaults, field):
             setattr(args, field, value)
+# <<< shared:apply_preset
 
 
 def check_args(args: Args) -> None:
@@ -366,7 +374,7 @@ def train(args: Args) -> dict:
         global_step += B * T
         episodic_return = reward_buf[slots].sum(1).mean().item()
 
-        # ---------------- gradient steps (--gradient-steps per round), each on a batch of stored episodes ----------------
+        # -------------- gradient steps (--gradient-steps per round), each on a batch of stored episodes --------------
         if global_step >= args.learning_starts and iteration % args.train_frequency == 0:
             for _ in range(args.gradient_steps):
                 idx = torch.randint(buffer_filled, (args.batch_size,), device=device)

@@ -101,7 +101,8 @@ class Args:
     """the penalty k of the `penalty` game"""
     num_agents: int | None = None
     """n-agent-trap only: how many agents (>= 2; default 5, the smallest N where mi_pg's defaults missed the optimum
-    on every seed from --init-prob 0.9). --num-actions ** --num-agents must stay <= 2**16 (the game holds its whole payoff table)"""
+    on every seed from --init-prob 0.9). --num-actions ** --num-agents must stay <= 2**16 (the game holds its whole
+    payoff table)"""
     num_actions: int | None = None
     """n-agent-trap only: actions per agent (>= 2; default 2): all on action 1 pays 10, all on action 0 pays 3,
     anything else -6"""
