@@ -35,6 +35,7 @@ from benchmarks.sweep import (
     ROOT,
     Results,
     add_arguments,
+    args_fields,
     load_results,
     make_jobs,
     run_from_args,
@@ -52,8 +53,6 @@ ENV_ID = "simple_spread"
 PUBLISHED = {"qmix": (-126.62, 2.96), "vdn": (-131.03, 1.85), "iql": (-132.63, 2.22), "mappo": (-133.54, 3.08),
              "ippo": (-133.86, 3.67), "maddpg": (-141.70, 1.74), "coma": (-204.31, 6.30)}
 IPPO = "mappo:independent_critic=True"  # this project's IPPO: algos/mappo.py with a per-agent critic V(o_i)
-# the scripts with EPyMARL's own configuration as one flag (--preset epymarl); --protocol epymarl runs them with it
-EPYMARL_PRESET = {"iql", "vdn", "qmix"}
 
 # The paper's protocol: on-policy methods get 20M env steps, off-policy ones 2M; evaluation every 50k steps.
 ON_POLICY = {"mi_pg", "ipg", "jpg", "mappo", "mackrl", "coma"}
@@ -228,8 +227,8 @@ def main():
     if args.total_timesteps is not None and args.total_timesteps < 1:
         parser.error(f"--total-timesteps must be >= 1, got {args.total_timesteps}")
     scripts = [a for a in available_algos() if ":" not in a] + [IPPO]
-    if args.protocol == "epymarl":  # EPyMARL's configuration where a script has it as a preset
-        scripts = [f"{a}:preset=epymarl" if a in EPYMARL_PRESET else a for a in scripts]
+    if args.protocol == "epymarl":  # EPyMARL's own configuration where a script has it as a preset (--preset epymarl)
+        scripts = [f"{a}:preset=epymarl" if "preset" in args_fields(a.split(":")[0]) else a for a in scripts]
     algos = variants(args, parser, scripts)
     sweep = make_jobs(algos, [ENV_ID], list(range(1, seeds + 1)),
                       common=run_flags(args.protocol, args.total_timesteps, args.cuda))
