@@ -40,8 +40,8 @@ class Args:
     """epymarl: EPyMARL's configuration of IQL (iql.yaml; the dict EPYMARL below): one gradient step per episode
     collected (8 games, 8 gradient steps per round), 32-episode batches, lr 3e-4, a 128-unit torso, Double-Q, a
     target copy every 200 steps, a buffer of 5,000 episodes, epsilon 1 -> 0.05 over the first 200,000 env steps,
-    standardized rewards. It replaces the defaults of those fields; a field given a value other than its default keeps
-    that value"""
+    standardized rewards, and the time limit as a terminal state (--time-limit-terminal). It replaces the defaults of
+    those fields; a field given a value other than its default keeps that value"""
     learning_rate: float = 5e-3
     """Adam learning rate"""
     buffer_size: int = 4096
@@ -78,6 +78,11 @@ class Args:
     (EPyMARL's standardise_rewards). Subtracting the mean is harmless where every episode ends by a time limit
     (simple_spread); where episodes really end (the matrix games) it changes what is optimal, so it is off by
     default"""
+    time_limit_terminal: bool = False
+    """if toggled, a time limit (simple_spread's 25 steps) is a terminal state: the last step's TD target is its bare
+    reward. Off (the default): bootstrap from the final observation, since the limit is not part of the task and the
+    time is not in the observation. EPyMARL's MPE runs, those behind its published returns, end there (its gym
+    wrapper drops the time-limit flag), so --preset epymarl turns it on"""
 
     # >>> shared:args (every script in algos/ has these fields; tests/test_shared_blocks.py keeps the copies identical)
     exp_name: str = os.path.basename(__file__)[: -len(".py")]
@@ -191,9 +196,12 @@ def linear_schedule(start_e: float, end_e: float, duration: float, step: int) ->
 # EPyMARL collects one episode, then takes one gradient step on 32 stored episodes; 8 games with 8 gradient steps per
 # round keep that ratio of gradient steps to episodes. Not reproduced: iql.yaml's recurrent agents (use_rnn: True);
 # ours are feed-forward (simple_spread's observations show every position, so memory has little to add there).
+# EPyMARL's MPE runs treat the 25-step time limit as a terminal state: its gym wrapper returns no episode_limit flag,
+# so the runner marks the last step terminated (v1.0.0, src/envs/gymma.py and src/runners/episode_runner.py).
 EPYMARL = {"num_envs": 8, "train_frequency": 1, "gradient_steps": 8, "batch_size": 32, "learning_rate": 3e-4,
            "hidden_size": 128, "target_network_frequency": 200, "buffer_size": 5000, "standardize_rewards": True,
-           "double_q": True}
+           "double_q": True,
+           "time_limit_terminal": True}
 EPYMARL_EPSILON_STEPS = 200000  # epsilon_anneal_time
 
 
@@ -287,8 +295,9 @@ def train(args: Args) -> dict:
                 obs_buf[slots, t], state_buf[slots, t] = obs, state
                 actions = act_epsilon_greedy(obs, epsilon)
                 obs, state, reward, done = envs.step(actions)
-                # a time limit (simple_spread) is not a terminal state: bootstrap through it, as PyMARL does
-                terminal = done.float() * (not envs.ends_by_time_limit)
+                # a time limit (simple_spread) is not a terminal state: bootstrap through it, as PyMARL does on SMAC
+                # (--time-limit-terminal: end there, as EPyMARL does on MPE)
+                terminal = done.float() * (args.time_limit_terminal or not envs.ends_by_time_limit)
                 action_buf[slots, t], reward_buf[slots, t], done_buf[slots, t] = actions, reward, terminal
             obs_buf[slots, T], state_buf[slots, T] = obs, state
         buffer_pos, buffer_filled = (buffer_pos + B) % S, min(buffer_filled + B, S)

@@ -43,8 +43,9 @@ class Args:
     preset: Literal["none", "epymarl"] = "none"
     """epymarl: EPyMARL's configuration of QMIX (qmix.yaml; the dict EPYMARL below): one gradient step per episode
     collected (8 games, 8 gradient steps per round), 32-episode batches, lr 5e-4, Double-Q, a target copy every 200
-    steps, a buffer of 5,000 episodes, epsilon 1 -> 0.05 over the first 50,000 env steps, standardized rewards. It
-    replaces the defaults of those fields; a field given a value other than its default keeps that value"""
+    steps, a buffer of 5,000 episodes, epsilon 1 -> 0.05 over the first 50,000 env steps, standardized rewards, the
+    time limit as a terminal state (--time-limit-terminal). It replaces the defaults of those fields; a field given a
+    value other than its default keeps that value"""
     learning_rate: float = 5e-3
     """Adam learning rate"""
     buffer_size: int = 4096
@@ -88,6 +89,11 @@ class Args:
     (EPyMARL's default; on simple_spread, whose states are unbounded positions, the linear ones diverge)"""
     hypernet_embed: int = 64
     """hidden width of the two-layer hypernetworks"""
+    time_limit_terminal: bool = False
+    """if toggled, a time limit (simple_spread's 25 steps) is a terminal state: the last step's TD target is its bare
+    reward. Off (the default): bootstrap from the final observation, since the limit is not part of the task and the
+    time is not in the observation. EPyMARL's MPE runs, those behind its published returns, end there (its gym
+    wrapper drops the time-limit flag), so --preset epymarl turns it on"""
 
     # >>> shared:args (every script in algos/ has these fields; tests/test_shared_blocks.py keeps the copies identical)
     exp_name: str = os.path.basename(__file__)[: -len(".py")]
@@ -257,8 +263,11 @@ def linear_schedule(start_e: float, end_e: float, duration: float, step: int) ->
 # --preset epymarl: EPyMARL's qmix.yaml on top of its default.yaml (Papoudakis et al., 2021), in this script's terms.
 # EPyMARL collects one episode, then takes one gradient step on 32 stored episodes; 8 games with 8 gradient steps per
 # round keep that ratio of gradient steps to episodes. Its agents are feed-forward, as ours (qmix.yaml: use_rnn: False).
+# EPyMARL's MPE runs treat the 25-step time limit as a terminal state: its gym wrapper returns no episode_limit flag,
+# so the runner marks the last step terminated (v1.0.0, src/envs/gymma.py and src/runners/episode_runner.py).
 EPYMARL = {"num_envs": 8, "train_frequency": 1, "gradient_steps": 8, "batch_size": 32, "learning_rate": 5e-4,
-           "target_network_frequency": 200, "buffer_size": 5000, "standardize_rewards": True, "double_q": True}
+           "target_network_frequency": 200, "buffer_size": 5000, "standardize_rewards": True, "double_q": True,
+           "time_limit_terminal": True}
 EPYMARL_EPSILON_STEPS = 50000  # epsilon_anneal_time
 
 
@@ -366,8 +375,9 @@ def train(args: Args) -> dict:
                 obs_buf[slots, t], state_buf[slots, t] = obs, state
                 actions = act_epsilon_greedy(obs, epsilon)
                 obs, state, reward, done = envs.step(actions)
-                # a time limit (simple_spread) is not a terminal state: bootstrap through it, as PyMARL does
-                terminal = done.float() * (not envs.ends_by_time_limit)
+                # a time limit (simple_spread) is not a terminal state: bootstrap through it, as PyMARL does on SMAC
+                # (--time-limit-terminal: end there, as EPyMARL does on MPE)
+                terminal = done.float() * (args.time_limit_terminal or not envs.ends_by_time_limit)
                 action_buf[slots, t], reward_buf[slots, t], done_buf[slots, t] = actions, reward, terminal
             obs_buf[slots, T], state_buf[slots, T] = obs, state
         buffer_pos, buffer_filled = (buffer_pos + B) % S, min(buffer_filled + B, S)

@@ -73,8 +73,16 @@ def epsilon_frozen(script: str, decay: str = "return start_e + progress * (end_e
 
 def time_limit_is_terminal(script: str) -> Mutation:
     return Mutation(f"{script}-time-limit-is-terminal", script, "no bootstrap at simple_spread's time limit",
-                    "terminal = done.float() * (not envs.ends_by_time_limit)", "terminal = done.float()",
+                    "terminal = done.float() * (args.time_limit_terminal or not envs.ends_by_time_limit)",
+                    "terminal = done.float()",
                     T(TIME_LIMITS, f"test_value_targets_bootstrap_only_at_a_time_limit[{script}]"))
+
+
+def time_limit_terminal_ignored(script: str) -> Mutation:
+    return Mutation(f"{script}-time-limit-terminal-ignored", script, "--time-limit-terminal (EPyMARL's preset) ignored",
+                    "terminal = done.float() * (args.time_limit_terminal or not envs.ends_by_time_limit)",
+                    "terminal = done.float() * (not envs.ends_by_time_limit)",
+                    T(TIME_LIMITS, f"test_time_limit_terminal_ends_the_episode_at_a_time_limit[{script}]"))
 
 
 def one_gradient_step(script: str) -> Mutation:
@@ -214,6 +222,7 @@ MUTATIONS = [
     saves("iql", "target_network", "q_network"),
     one_gradient_step("iql"),
     rewards_not_standardized("iql"),
+    time_limit_terminal_ignored("iql"),
     # ------------------------------------------------------------------ vdn
     time_limit_is_terminal("vdn"),
     Mutation("vdn-q-tot-is-a-mean", "vdn", "Q_tot trained as the mean of the utilities, not their sum",
@@ -224,6 +233,7 @@ MUTATIONS = [
     saves("vdn", "target_network", "q_network"),
     one_gradient_step("vdn"),
     rewards_not_standardized("vdn"),
+    time_limit_terminal_ignored("vdn"),
     # ------------------------------------------------------------------ qmix
     Mutation("qmix-mixer-not-monotonic", "qmix", "the absolute value dropped from the mixing weights",
              "return torch.abs(weights)", "return weights",
@@ -236,6 +246,7 @@ MUTATIONS = [
     saves("qmix", "target_network", "q_network"),
     one_gradient_step("qmix"),
     rewards_not_standardized("qmix"),
+    time_limit_terminal_ignored("qmix"),
     # ------------------------------------------------------------------ qtran
     Mutation("qtran-time-limit-is-terminal", "qtran", "no bootstrap from the last step at a time limit",
              "bootstrapped = T if envs.ends_by_time_limit else T - 1", "bootstrapped = T - 1",

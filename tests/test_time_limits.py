@@ -140,3 +140,13 @@ def test_value_targets_bootstrap_only_at_a_time_limit(module, monkeypatch):
     assert time_limit.min() > 2.0, time_limit
     assert time_limit.max() < 1 / (1 - 0.99) + 1
     assert not math.isnan(time_limit.sum().item())
+
+
+@pytest.mark.parametrize("module", [iql, vdn, qmix], ids=lambda m: m.__name__.split(".")[-1])
+def test_time_limit_terminal_ends_the_episode_at_a_time_limit(module, monkeypatch):
+    # --time-limit-terminal (part of --preset epymarl: EPyMARL's MPE runs end at the time limit) makes the declared
+    # time limit a real end: Q learns the payoff, 1, instead of climbing towards 1 / (1 - gamma)
+    declared_time_limit(module, monkeypatch)
+    ended = learned_values(module, module.train(module.Args(**QUICK, **VALUE_RUNS[module], time_limit_terminal=True)))
+    assert torch.allclose(ended, torch.ones_like(ended), atol=0.3), ended
+    assert module.EPYMARL["time_limit_terminal"]
