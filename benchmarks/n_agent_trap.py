@@ -216,7 +216,7 @@ def scale(args, parser) -> None:
                 for start in args.starts for k in args.actions for n in args.agents for spec in algos
                 if not (STARTS[start] is not None and spec.split(":")[0] in ("iql", "vdn", "qmix", "qtran"))
                 for seed in range(1, args.seeds + 1)]
-        results, _ = run_from_args(jobs, args, parser, "benchmarks/n_agent_trap.py scale", out)
+        results, _ = run_from_args(jobs, args, parser, "benchmarks/n_agent_trap.py", out)
     markdown = scale_report(results.runs)
     print(markdown)
     out.with_suffix(".md").write_text(markdown)
