@@ -243,7 +243,7 @@ def scale_report(runs: list[dict]) -> str:
                 if any(cells):
                     lines.append(f"| {spec} | {start} | " + " | ".join(cells) + " |")
         lines.append("| joint head outputs (K^N) | | " + " | ".join(f"{k**n:,}" for n in ns) + " |")
-        if any("joint_head=autoregressive" in spec for spec in algos):
+        if any("joint_head=autoregressive" in r["algo"] for r in runs if r["common"]["num_actions"] == k):
             lines.append("| autoregressive head outputs (K N) | | " + " | ".join(f"{k * n}" for n in ns) + " |")
         sections.append("\n".join(lines))
     return "\n\n".join(sections) + "\n"
