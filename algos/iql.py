@@ -73,6 +73,7 @@ class Args:
     EPyMARL's configs use them; off here by default, the setting every matrix-game result was measured with"""
     max_grad_norm: float = 10.0
     """maximum norm for gradient clipping"""
+    # >>> shared:epymarl_flags (iql, vdn, qmix; tests/test_shared_blocks.py keeps the copies identical)
     standardize_rewards: bool = False
     """if toggled, the TD targets use rewards standardized by a running mean and std of every sampled reward
     (EPyMARL's standardise_rewards). Subtracting the mean is harmless where every episode ends by a time limit
@@ -83,6 +84,7 @@ class Args:
     reward. Off (the default): bootstrap from the final observation, since the limit is not part of the task and the
     time is not in the observation. EPyMARL's MPE runs, those behind its published returns, end there (its gym
     wrapper drops the time-limit flag), so --preset epymarl turns it on"""
+    # <<< shared:epymarl_flags
 
     # >>> shared:args (every script in algos/ has these fields; tests/test_shared_blocks.py keeps the copies identical)
     exp_name: str = os.path.basename(__file__)[: -len(".py")]

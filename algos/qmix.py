@@ -77,11 +77,18 @@ class Args:
     no effect on one-round games, which have nothing to bootstrap)"""
     max_grad_norm: float = 10.0
     """maximum norm for gradient clipping"""
+    # >>> shared:epymarl_flags (iql, vdn, qmix; tests/test_shared_blocks.py keeps the copies identical)
     standardize_rewards: bool = False
     """if toggled, the TD targets use rewards standardized by a running mean and std of every sampled reward
     (EPyMARL's standardise_rewards). Subtracting the mean is harmless where every episode ends by a time limit
     (simple_spread); where episodes really end (the matrix games) it changes what is optimal, so it is off by
     default"""
+    time_limit_terminal: bool = False
+    """if toggled, a time limit (simple_spread's 25 steps) is a terminal state: the last step's TD target is its bare
+    reward. Off (the default): bootstrap from the final observation, since the limit is not part of the task and the
+    time is not in the observation. EPyMARL's MPE runs, those behind its published returns, end there (its gym
+    wrapper drops the time-limit flag), so --preset epymarl turns it on"""
+    # <<< shared:epymarl_flags
     mixing_embed_dim: int = 32
     """width of the mixing network's hidden layer"""
     hypernet_layers: int = 2
@@ -89,11 +96,6 @@ class Args:
     (EPyMARL's default; on simple_spread, whose states are unbounded positions, the linear ones diverge)"""
     hypernet_embed: int = 64
     """hidden width of the two-layer hypernetworks"""
-    time_limit_terminal: bool = False
-    """if toggled, a time limit (simple_spread's 25 steps) is a terminal state: the last step's TD target is its bare
-    reward. Off (the default): bootstrap from the final observation, since the limit is not part of the task and the
-    time is not in the observation. EPyMARL's MPE runs, those behind its published returns, end there (its gym
-    wrapper drops the time-limit flag), so --preset epymarl turns it on"""
 
     # >>> shared:args (every script in algos/ has these fields; tests/test_shared_blocks.py keeps the copies identical)
     exp_name: str = os.path.basename(__file__)[: -len(".py")]
