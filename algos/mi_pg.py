@@ -45,8 +45,10 @@ class Args:
     init_prob: float | None = None
     """start every agent playing action 0 with this probability (the rest uniform), and the joint head
     at the product of those; the proposal's adversarial start is 0.9. Default: uniform"""
-    learning_rate: float = 1e-2
-    """Adam learning rate for all networks"""
+    learning_rate: float | None = None
+    """Adam learning rate for all networks. Default: the game's, 1e-2 on the matrix and private-signal games and 5e-3
+    on simple_spread (there with --update-epochs 2 and --max-grad-norm 10, MAPPO's settings in algos/mappo.py: one
+    plain step per batch at 1e-2 stops improving after 1M steps; docs/results.md, "MPE simple_spread")"""
     hidden_size: int = 64
     """width of the shared torso, the joint head and the critic"""
     gamma: float = 0.99
@@ -63,8 +65,9 @@ class Args:
     holds the policy at uniform (docs/results.md, "MPE simple_spread")"""
     vf_coef: float = 0.5
     """coefficient of the value loss"""
-    max_grad_norm: float = 0.5
-    """maximum norm for gradient clipping"""
+    max_grad_norm: float | None = None
+    """maximum norm for gradient clipping. Default: the game's, 0.5 on the matrix and private-signal games, 10 on
+    simple_spread"""
     lambda_max: float = 5.0
     """final weight of KL(pi_jt || prod_i pi_i) in the loss (>= 0)"""
     lambda_start: float = 0.0
@@ -79,9 +82,10 @@ class Args:
     """fraction of training at which alpha reaches 1; after it the agents act fully decentralized"""
     alpha_shape: Literal["linear", "cosine"] = "cosine"
     """shape of alpha's ramp"""
-    update_epochs: int = 1
+    update_epochs: int | None = None
     """passes over each batch. 1: the proposal's plain policy gradient, one step per batch. More: PPO-style, each
-    pass minimizes the clipped surrogate of pi_mix's probability ratio (--clip-coef) instead, as MAPPO does"""
+    pass minimizes the clipped surrogate of pi_mix's probability ratio (--clip-coef) instead, as MAPPO does.
+    Default: the game's, 1 on the matrix and private-signal games, 2 on simple_spread"""
     num_minibatches: int = 1
     """minibatches per pass over the batch (split over environment steps)"""
     clip_coef: float = 0.2
@@ -360,11 +364,21 @@ def gae(rewards: torch.Tensor, values: torch.Tensor, final_value: torch.Tensor, 
     return advantages
 
 
+# The flags whose default depends on the game (None in Args): simple_spread's 125 joint actions and long runs want a
+# smaller entropy bonus and MAPPO's PPO-style updates; the matrix and private-signal games keep the proposal's values.
+GAME_DEFAULTS = {"other": {"ent_coef": 0.1, "learning_rate": 1e-2, "update_epochs": 1, "max_grad_norm": 0.5},
+                 "mpe": {"ent_coef": 0.01, "learning_rate": 5e-3, "update_epochs": 2, "max_grad_norm": 10.0}}
+
+
 def check_args(args: Args) -> None:
     check_common_args(args)
     game = make_envs(args, 1)  # one copy, for the game's defaults and its episode length
-    if args.ent_coef is None:  # the game's default (see the flag's help)
-        args.ent_coef = 0.01 if game.family == "mpe" else 0.1
+    # the game's defaults (see each flag's help): the proposal's plain policy gradient on the one-round and private
+    # games; on simple_spread MAPPO's optimization (PPO-style epochs, its learning rate and gradient clip)
+    game_defaults = GAME_DEFAULTS["mpe" if game.family == "mpe" else "other"]
+    for field, value in game_defaults.items():
+        if getattr(args, field) is None:
+            setattr(args, field, value)
     if not (args.lambda_max >= 0 and math.isfinite(args.lambda_max)):
         raise ValueError(f"--lambda-max must be a finite number >= 0, got {args.lambda_max}")
     if args.joint_head not in ("exact", "autoregressive"):

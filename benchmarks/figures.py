@@ -7,8 +7,10 @@
     signal_climbing_curves.png   the same on the private-signal game signal-climbing
     simple_spread_curves.png     MPE simple_spread: every script's greedy evaluation return over training, from the
                                  runs of benchmarks/simple_spread.py (benchmarks/results/simple_spread.json; run it first)
+    simple_spread_epymarl_curves.png   the same for the 20M-step runs of `benchmarks/simple_spread.py --protocol epymarl`
+                                 (benchmarks/results/simple_spread_epymarl.json)
 
-    python benchmarks/figures.py                      # all five, into benchmarks/figures/ (~2 min on 2 cores)
+    python benchmarks/figures.py                      # all six, into benchmarks/figures/ (~2 min on 2 cores)
     python benchmarks/figures.py --figures trap --trap-seeds 5
     python benchmarks/figures.py --ray-address auto   # the training runs on a running Ray cluster
 
@@ -30,11 +32,13 @@ import torch
 
 sys.path.insert(0, str(Path(__file__).resolve().parents[1]))
 from benchmarks.matrix_games import available_algos
+from benchmarks.simple_spread import IPPO
 from benchmarks.sweep import ROOT, Results, add_arguments, make_job, run_from_args
 from envs import expected_payoff, make_vec_env, resolve_payoff
 
 FIGURES = {"trap": "trap.png", "schedule": "mi_pg_schedule.png", "climbing": "climbing_curves.png",
-           "signal-climbing": "signal_climbing_curves.png", "simple_spread": "simple_spread_curves.png"}
+           "signal-climbing": "signal_climbing_curves.png", "simple_spread": "simple_spread_curves.png",
+           "simple_spread_epymarl": "simple_spread_epymarl_curves.png"}
 TRAP = ("coordination-2x2", 0.9)  # the proposal's game and adversarial start
 COLORS = {"ipg": "tab:red", "mi_pg": "tab:blue"}
 
@@ -139,6 +143,7 @@ def plot_curves(curves: dict[str, list[tuple]], lines: dict[str, float], title: 
     rows = -(-len(algos) // cols)
     fig, axes = plt.subplots(rows, cols, figsize=(3.2 * cols, 2.6 * rows), sharex=True, sharey=True, squeeze=False)
     styles = ["--", ":", "-."]
+    uneven = len({len(runs) for runs in curves.values()}) > 1  # then each title says its number of seeds
     for ax, algo in zip(axes.flat, algos):
         steps = np.asarray(curves[algo][0][0])
         if any(not np.array_equal(np.asarray(s), steps) for s, _ in curves[algo]):
@@ -149,11 +154,13 @@ def plot_curves(curves: dict[str, list[tuple]], lines: dict[str, float], title: 
         ax.plot(steps, returns.mean(0), color=color, lw=1.5)
         for style, value in zip(styles, lines.values()):
             ax.axhline(value, color="k", ls=style, lw=1)
-        ax.set_title(f"{algo}: ends at {returns[:, -1].mean():.1f}", fontsize=10)
+        seeds = f" ({len(returns)} seed{'s' * (len(returns) > 1)})" if uneven else ""
+        ax.set_title(f"{algo}{seeds}: ends at {returns[:, -1].mean():.1f}", fontsize=10)
     for ax in axes.flat[len(algos):]:
         ax.axis("off")
     spare = axes.flat[-1] if len(algos) < rows * cols else axes.flat[0]
-    spare.plot([], [], color="0.2", lw=1.5, label=f"mean over {len(curves[algos[0]])} seeds")
+    spare.plot([], [], color="0.2", lw=1.5, label="mean over the seeds" if uneven else
+               f"mean over {len(curves[algos[0]])} seeds")
     spare.fill_between([], [], [], color="0.2", alpha=0.25, label="min-max over seeds")
     for style, (label, value) in zip(styles, lines.items()):
         spare.plot([], [], color="k", ls=style, lw=1, label=f"{label} {value:.4g}")
@@ -168,16 +175,23 @@ def plot_curves(curves: dict[str, list[tuple]], lines: dict[str, float], title: 
     plt.close(fig)
 
 
-def simple_spread_curves(results: Path) -> tuple[dict, dict]:
+def simple_spread_curves(results: Path, env_steps: int | None = None) -> tuple[dict, dict]:
     """The evaluation curves in the summaries saved by benchmarks/simple_spread.py (its runs take hours, so they are
-    not redone here): the executed policy's greedy return, 100 episodes every 50k env steps."""
+    not redone here): the executed policy's greedy return, 100 episodes every 50k env steps. env_steps: only the runs
+    of that length (a figure's panels share their x axis)."""
     if not results.exists():
         raise SystemExit(f"{results} is missing: run `python benchmarks/simple_spread.py` first")
     saved = Results(results)
+    runs = [run for run in saved.runs if env_steps is None or run["summary"]["env_steps"] == env_steps]
+    # a panel title has room for "iql*", not for a long variant's flags: the k-th long variant of a script is labelled
+    # with k stars, in the order of the rows of the results' Markdown table, which lists its flags
+    stars = {}  # long variant -> its number of stars
+    for variant in dict.fromkeys(run["algo"] for run in runs if len(run["algo"]) >= 30):
+        stars[variant] = 1 + sum(other.split(":")[0] == variant.split(":")[0] for other in stars)
     curves = {}
-    for run in saved.runs:
-        # a variant's flags are listed in benchmarks/results/simple_spread.md; a panel title has room for "iql*"
-        label = run["algo"] if len(run["algo"]) < 30 else run["algo"].split(":")[0] + "*"
+    for run in runs:
+        label = run["algo"].split(":")[0] + "*" * stars[run["algo"]] if run["algo"] in stars else run["algo"]
+        label = "ippo" if run["algo"] == IPPO else label
         evaluations = run["summary"]["eval_curves"]
         executed = "decentralized" if run["summary"].get("decentralized", True) else "joint"
         curves.setdefault(label, []).append((evaluations["env_steps"], evaluations[f"{executed}_return_greedy"]))
@@ -236,8 +250,15 @@ def main():
                         "policy, exploration included)", out / FIGURES[game])
     if "simple_spread" in args.figures:
         curves, reference = simple_spread_curves(ROOT / "benchmarks" / "results" / "simple_spread.json")
-        plot_curves(curves, reference, "simple_spread (MPE), default flags: greedy evaluation return of the executed "
-                    "policy (100 episodes every 50k env steps)", out / FIGURES["simple_spread"], "evaluation return")
+        plot_curves(curves, reference, "simple_spread (MPE), 2M env steps: greedy evaluation return of the executed "
+                    "policy (100 episodes every 50k env steps; * variants: simple_spread.md)",
+                    out / FIGURES["simple_spread"], "evaluation return")
+    if "simple_spread_epymarl" in args.figures:
+        curves, reference = simple_spread_curves(ROOT / "benchmarks" / "results" / "simple_spread_epymarl.json",
+                                                 env_steps=20_000_000)
+        plot_curves(curves, reference, "simple_spread (MPE), 20M env steps (the paper's on-policy budget): greedy "
+                    "evaluation return of the executed policy (* variants: simple_spread_epymarl.md)",
+                    out / FIGURES["simple_spread_epymarl"], "evaluation return")
     print(f"wrote {', '.join(sorted(p.name for p in out.glob('*.png')))} to {out} in {time.perf_counter() - started:.0f} s")
 
 
