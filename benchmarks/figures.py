@@ -140,7 +140,7 @@ def plot_curves(curves: dict[str, list[tuple]], lines: dict[str, float], title: 
     """
     algos = list(curves)
     cols = 4
-    rows = -(-len(algos) // cols)
+    rows = -(-(len(algos) + 1) // cols)  # one panel spare, for the legend
     fig, axes = plt.subplots(rows, cols, figsize=(3.2 * cols, 2.6 * rows), sharex=True, sharey=True, squeeze=False)
     styles = ["--", ":", "-."]
     uneven = len({len(runs) for runs in curves.values()}) > 1  # then each title says its number of seeds
@@ -158,7 +158,7 @@ def plot_curves(curves: dict[str, list[tuple]], lines: dict[str, float], title: 
         ax.set_title(f"{algo}{seeds}: ends at {returns[:, -1].mean():.1f}", fontsize=10)
     for ax in axes.flat[len(algos):]:
         ax.axis("off")
-    spare = axes.flat[-1] if len(algos) < rows * cols else axes.flat[0]
+    spare = axes.flat[-1]
     spare.plot([], [], color="0.2", lw=1.5, label="mean over the seeds" if uneven else
                f"mean over {len(curves[algos[0]])} seeds")
     spare.fill_between([], [], [], color="0.2", alpha=0.25, label="min-max over seeds")
@@ -167,8 +167,10 @@ def plot_curves(curves: dict[str, list[tuple]], lines: dict[str, float], title: 
     spare.legend(loc="center", fontsize=9)
     for ax in axes[:, 0]:
         ax.set_ylabel(ylabel)
-    for ax in axes[-1]:
-        ax.set_xlabel("env steps")
+    for index, ax in enumerate(axes.flat[:len(algos)]):
+        if index + cols >= len(algos):  # no curve below it: its own x axis
+            ax.xaxis.set_tick_params(labelbottom=True)
+            ax.set_xlabel("env steps")
     fig.suptitle(title, fontsize=11)
     fig.tight_layout()
     fig.savefig(path, dpi=120)
