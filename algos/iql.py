@@ -199,7 +199,7 @@ def linear_schedule(start_e: float, end_e: float, duration: float, step: int) ->
 # round keep that ratio of gradient steps to episodes. Not reproduced: iql.yaml's recurrent agents (use_rnn: True);
 # ours are feed-forward (simple_spread's observations show every position, so memory has little to add there).
 # EPyMARL's MPE runs treat the 25-step time limit as a terminal state: its gym wrapper returns no episode_limit flag,
-# so the runner marks the last step terminated (v1.0.0, src/envs/gymma.py and src/runners/episode_runner.py).
+# so the runner marks the last step terminated (gymma.py and episode_runner.py, in the 2021 code and in v1.0.0).
 EPYMARL = {"num_envs": 8, "train_frequency": 1, "gradient_steps": 8, "batch_size": 32, "learning_rate": 3e-4,
            "hidden_size": 128, "target_network_frequency": 200, "buffer_size": 5000, "standardize_rewards": True,
            "double_q": True,

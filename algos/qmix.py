@@ -266,7 +266,7 @@ def linear_schedule(start_e: float, end_e: float, duration: float, step: int) ->
 # EPyMARL collects one episode, then takes one gradient step on 32 stored episodes; 8 games with 8 gradient steps per
 # round keep that ratio of gradient steps to episodes. Its agents are feed-forward, as ours (qmix.yaml: use_rnn: False).
 # EPyMARL's MPE runs treat the 25-step time limit as a terminal state: its gym wrapper returns no episode_limit flag,
-# so the runner marks the last step terminated (v1.0.0, src/envs/gymma.py and src/runners/episode_runner.py).
+# so the runner marks the last step terminated (gymma.py and episode_runner.py, in the 2021 code and in v1.0.0).
 EPYMARL = {"num_envs": 8, "train_frequency": 1, "gradient_steps": 8, "batch_size": 32, "learning_rate": 5e-4,
            "target_network_frequency": 200, "buffer_size": 5000, "standardize_rewards": True, "double_q": True,
            "time_limit_terminal": True}
