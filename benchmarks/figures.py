@@ -192,8 +192,12 @@ def simple_spread_curves(results: Path, env_steps: int | None = None) -> tuple[d
         stars[variant] = 1 + sum(other.split(":")[0] == variant.split(":")[0] for other in stars)
     curves = {}
     for run in runs:
-        label = run["algo"].split(":")[0] + "*" * stars[run["algo"]] if run["algo"] in stars else run["algo"]
-        label = "ippo" if run["algo"] == IPPO else label
+        if run["algo"] == IPPO:  # mappo:independent_critic=True: its own name fits a panel title better
+            label = "ippo"
+        elif run["algo"] in stars:
+            label = run["algo"].split(":")[0] + "*" * stars[run["algo"]]
+        else:
+            label = run["algo"]
         evaluations = run["summary"]["eval_curves"]
         executed = "decentralized" if run["summary"].get("decentralized", True) else "joint"
         curves.setdefault(label, []).append((evaluations["env_steps"], evaluations[f"{executed}_return_greedy"]))
