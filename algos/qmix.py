@@ -83,6 +83,9 @@ class Args:
     (EPyMARL's standardise_rewards). Subtracting the mean is harmless where every episode ends by a time limit
     (simple_spread); where episodes really end (the matrix games) it changes what is optimal, so it is off by
     default"""
+    reward_standardization: Literal["running", "batch"] = "running"
+    """with --standardize-rewards, whose mean and std: running (every reward sampled so far, as EPyMARL v1.0.0 does)
+    or batch (each sampled batch's own, as EPyMARL's 2021 code behind its paper does)"""
     time_limit_terminal: bool = False
     """if toggled, a time limit (simple_spread's 25 steps) is a terminal state: the last step's TD target is its bare
     reward. Off (the default): bootstrap from the final observation, since the limit is not part of the task and the
@@ -311,6 +314,11 @@ def check_args(args: Args) -> None:
         raise ValueError(f"--hypernet-layers must be 1 or 2, got {args.hypernet_layers}")
     if args.learning_starts < 0:
         raise ValueError(f"--learning-starts must be >= 0, got {args.learning_starts}")
+    if args.reward_standardization not in ("running", "batch"):
+        raise ValueError(f"--reward-standardization must be running or batch, got {args.reward_standardization!r}")
+    if args.reward_standardization != "running" and not args.standardize_rewards:
+        raise ValueError("--reward-standardization batch needs --standardize-rewards (without it, rewards are used as"
+                         " they are)")
 
 
 def train(args: Args) -> dict:
@@ -392,7 +400,10 @@ def train(args: Args) -> dict:
                 idx = torch.randint(buffer_filled, (args.batch_size,), device=device)
                 b_obs, b_states, b_actions = obs_buf[idx], state_buf[idx], action_buf[idx]
                 b_rewards, b_dones = reward_buf[idx], done_buf[idx]
-                if reward_stats is not None:  # r <- (r - mean) / std, statistics of every reward sampled so far
+                if args.standardize_rewards and args.reward_standardization == "batch":
+                    # r <- (r - mean) / (std + 1e-5), this batch's own statistics (EPyMARL's 2021 q_learner)
+                    b_rewards = (b_rewards - b_rewards.mean()) / (b_rewards.std() + 1e-5)
+                elif args.standardize_rewards:  # r <- (r - mean) / std, statistics of every reward sampled so far
                     reward_stats.update(b_rewards)
                     b_rewards = reward_stats.standardize(b_rewards)
                 with torch.no_grad():

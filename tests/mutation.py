@@ -91,6 +91,15 @@ def one_gradient_step(script: str) -> Mutation:
                     T("test_replay_options.py", f"test_gradient_steps_per_training_round[{script}]"))
 
 
+def batch_standardization_ignored(script: str) -> Mutation:
+    return Mutation(f"{script}-batch-standardization-ignored", script,
+                    "--reward-standardization batch standardizes by the running statistics instead",
+                    'if args.standardize_rewards and args.reward_standardization == "batch":',
+                    'if args.standardize_rewards and args.reward_standardization == "never":',
+                    T("test_replay_options.py",
+                      f"test_reward_standardization_batch_uses_each_batchs_own_statistics[{script}]"))
+
+
 def rewards_not_standardized(script: str) -> Mutation:
     return Mutation(f"{script}-rewards-not-standardized", script, "--standardize-rewards updates the statistics only",
                     "b_rewards = reward_stats.standardize(b_rewards)", "b_rewards = b_rewards",
@@ -230,6 +239,7 @@ MUTATIONS = [
     saves("iql", "target_network", "q_network"),
     one_gradient_step("iql"),
     rewards_not_standardized("iql"),
+    batch_standardization_ignored("iql"),
     time_limit_terminal_ignored("iql"),
     # ------------------------------------------------------------------ vdn
     time_limit_is_terminal("vdn"),
@@ -241,6 +251,7 @@ MUTATIONS = [
     saves("vdn", "target_network", "q_network"),
     one_gradient_step("vdn"),
     rewards_not_standardized("vdn"),
+    batch_standardization_ignored("vdn"),
     time_limit_terminal_ignored("vdn"),
     # ------------------------------------------------------------------ qmix
     Mutation("qmix-mixer-not-monotonic", "qmix", "the absolute value dropped from the mixing weights",
@@ -254,6 +265,7 @@ MUTATIONS = [
     saves("qmix", "target_network", "q_network"),
     one_gradient_step("qmix"),
     rewards_not_standardized("qmix"),
+    batch_standardization_ignored("qmix"),
     time_limit_terminal_ignored("qmix"),
     # ------------------------------------------------------------------ qtran
     Mutation("qtran-time-limit-is-terminal", "qtran", "no bootstrap from the last step at a time limit",

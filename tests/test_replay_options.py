@@ -1,6 +1,7 @@
-"""The value-based scripts' EPyMARL options: --gradient-steps (the replay ratio) and --standardize-rewards.
+"""The value-based scripts' EPyMARL options: --gradient-steps (the replay ratio), --standardize-rewards and
+--reward-standardization.
 
-EPyMARL makes one gradient step per episode collected and standardizes rewards; these two flags let iql, vdn and
+EPyMARL makes one gradient step per episode collected and standardizes rewards; these flags let iql, vdn and
 qmix do the same (both off by default, so the matrix-game results stand as measured).
 """
 
@@ -76,3 +77,42 @@ def test_epymarl_preset(module):
     untouched = module.Args(env_id="simple_spread")
     module.check_args(untouched)
     assert untouched.learning_rate == module.Args().learning_rate and not untouched.standardize_rewards
+
+
+def standardized_targets(module, monkeypatch, mode: str) -> list[torch.Tensor]:
+    """The TD targets of every gradient step on climbing, played at random (epsilon 1) with gamma = 0, so each target
+    is the standardized reward itself."""
+    targets = []
+    original = torch.nn.functional.mse_loss
+
+    def recorded(prediction, target, *args, **kwargs):
+        targets.append(target.detach().clone())
+        return original(prediction, target, *args, **kwargs)
+
+    monkeypatch.setattr(module.F, "mse_loss", recorded)
+    module.train(module.Args(env_id="climbing", quiet=True, num_evals=0, eval_episodes=8, num_envs=16,
+                             total_timesteps=16 * 20, learning_starts=0, train_frequency=1, buffer_size=64,
+                             batch_size=32, gamma=0.0, start_e=1.0, end_e=1.0, standardize_rewards=True,
+                             reward_standardization=mode))
+    return targets
+
+
+@pytest.mark.parametrize("module", MODULES, ids=IDS)
+def test_reward_standardization_batch_uses_each_batchs_own_statistics(module, monkeypatch):
+    # batch (EPyMARL's 2021 code): every batch of targets has mean 0 and std 1 by construction
+    batch_targets = standardized_targets(module, monkeypatch, "batch")
+    assert len(batch_targets) == 20
+    for target in batch_targets:
+        assert abs(target.mean().item()) < 1e-4
+        assert abs(target.std().item() - 1.0) < 0.05
+    # running (v1.0.0): a batch is standardized by the statistics of every batch so far, so its own mean drifts
+    running_targets = standardized_targets(module, monkeypatch, "running")
+    assert max(abs(target.mean().item()) for target in running_targets[1:]) > 0.05
+
+
+@pytest.mark.parametrize("module", MODULES, ids=IDS)
+def test_reward_standardization_needs_the_flag(module):
+    with pytest.raises(ValueError, match="--reward-standardization batch needs --standardize-rewards"):
+        module.check_args(module.Args(reward_standardization="batch"))
+    with pytest.raises(ValueError, match="--reward-standardization must be running or batch"):
+        module.check_args(module.Args(standardize_rewards=True, reward_standardization="mean"))
