@@ -26,6 +26,7 @@ import sys
 import time
 from dataclasses import dataclass
 from pathlib import Path
+from typing import Literal
 
 import numpy as np
 import torch
@@ -41,6 +42,12 @@ from envs import make_vec_env
 @dataclass
 class Args:
     # Algorithm-specific arguments
+    preset: Literal["none", "epymarl"] = "none"
+    """epymarl: EPyMARL's configuration of MADDPG (maddpg.yaml of the 2021 code behind its paper; the dict EPYMARL
+    below): one gradient step per episode collected on 16 episodes' worth of transitions, lr 5e-4, 128 units, gamma
+    0.99, a buffer of 50,000 episodes, gradient clip 10, the other agents' current actions in the actor loss, greedy
+    target actions, standardized rewards. It replaces the defaults of those fields; a field given a value other than
+    its default keeps that value"""
     init_prob: float | None = None
     """start every agent playing action 0 with this probability (the rest uniform); the proposal's
     adversarial start is 0.9. Default: uniform"""
@@ -68,6 +75,17 @@ class Args:
     """weight of the mean squared actor logits in the actor loss (the authors' code uses 1e-3)"""
     max_grad_norm: float = 0.5
     """maximum norm for gradient clipping (the authors' code uses 0.5)"""
+    others_actions: Literal["buffer", "current"] = "buffer"
+    """the other agents' actions in agent i's actor loss: buffer (the paper's: those stored with the transition) or
+    current (fresh one-hot samples of their current actors, held fixed: EPyMARL's)"""
+    target_actions: Literal["sample", "greedy"] = "sample"
+    """the target actors' next actions in the critics' targets: sample (a one-hot sample, like the actions the
+    critics are trained on) or greedy (the one-hot argmax: EPyMARL's)"""
+    standardize_rewards: bool = False
+    """if toggled, the critics' targets use rewards standardized by each sampled batch's own mean and std (EPyMARL's
+    standardise_rewards, as its 2021 maddpg learner computes it). Subtracting the mean is harmless where every
+    episode ends by a time limit (simple_spread); where episodes really end (the matrix games) it changes what is
+    optimal, so it is off by default"""
 
     # >>> shared:args (every script in algos/ has these fields; tests/test_shared_blocks.py keeps the copies identical)
     exp_name: str = os.path.basename(__file__)[: -len(".py")]
@@ -190,8 +208,35 @@ def continues_after(rounds: torch.Tensor, episode_length: int, ends_by_time_limi
     return ((rounds + 1 < episode_length) | ends_by_time_limit).float()
 
 
+# --preset epymarl: EPyMARL's maddpg.yaml on top of its default.yaml and gymma.yaml (Papoudakis et al., 2021; the 2021
+# code behind the paper), in this script's terms. EPyMARL collects one episode, then takes one gradient step on 16
+# stored episodes; 25 games with one gradient step per vectorized step keep that ratio, and 400 transitions are 16
+# episodes' worth. Not reproduced: its one critic shared by the agents (with the agent's id as input), ReLU
+# networks with PyTorch's default initialization, and its time limit: EPyMARL marks the 25th step terminal and then
+# masks that step out of both losses (mask = 1 - terminated), so its targets still bootstrap from the critic, as
+# ours do at every step; ours also train on the last step.
+EPYMARL = {"actor_lr": 5e-4, "critic_lr": 5e-4, "hidden_size": 128, "gamma": 0.99, "buffer_size": 50_000,
+           "batch_size": 400, "num_envs": 25, "gradient_steps": 1, "learning_starts": 400, "max_grad_norm": 10.0,
+           "others_actions": "current", "target_actions": "greedy", "standardize_rewards": True}
+
+
+def apply_preset(args: Args) -> None:
+    """--preset epymarl: EPYMARL's values for every field still at its default."""
+    if args.preset == "none":
+        return
+    defaults = Args()
+    for field, value in EPYMARL.items():
+        if getattr(args, field) == getattr(defaults, field):
+            setattr(args, field, value)
+
+
 def check_args(args: Args) -> None:
     check_common_args(args)
+    for flag, allowed in (("preset", ("none", "epymarl")), ("others_actions", ("buffer", "current")),
+                          ("target_actions", ("sample", "greedy"))):
+        if getattr(args, flag) not in allowed:
+            raise ValueError(f"--{flag.replace('_', '-')} must be {' or '.join(allowed)}, got {getattr(args, flag)!r}")
+    apply_preset(args)
     if args.init_prob is not None and not 0.0 < args.init_prob < 1.0:
         raise ValueError(f"--init-prob must lie strictly between 0 and 1, got {args.init_prob}")
     for flag in ("actor_lr", "critic_lr", "policy_reg", "max_grad_norm", "learning_starts"):
@@ -286,11 +331,15 @@ def train(args: Args) -> dict:
             b_next_obs, b_next_state = obs_buf[episodes, rounds + 1], state_buf[episodes, rounds + 1]
             b_actions, b_rewards = one_hot(action_buf[episodes, rounds]), reward_buf[episodes, rounds]
             b_not_done = continues_after(rounds, T, envs.ends_by_time_limit)
+            if args.standardize_rewards:  # r <- (r - mean) / (std + 1e-5), this batch's own statistics (EPyMARL's)
+                b_rewards = (b_rewards - b_rewards.mean()) / (b_rewards.std() + 1e-5)
 
             # ---------------- critics: y_i = r + gamma Q_i'(s', mu_1'(o_1'), ..., mu_N'(o_N')) ----------------
             with torch.no_grad():
                 # the target actors' next actions: one-hot samples, like the actions the critics were trained on
-                next_actions = [gumbel_softmax_straight_through(lg, args.gumbel_temperature)
+                # (--target-actions greedy: their one-hot argmax)
+                next_actions = [F.one_hot(lg.argmax(-1), lg.shape[-1]).float() if args.target_actions == "greedy"
+                                else gumbel_softmax_straight_through(lg, args.gumbel_temperature)
                                 for lg in target_actor(b_next_obs)]
                 next_inputs = torch.cat([b_next_state, *next_actions], -1)
                 targets = [b_rewards + args.gamma * b_not_done * target_critics[i](next_inputs).squeeze(-1)
@@ -305,10 +354,13 @@ def train(args: Args) -> dict:
 
             # ---------------- actors: ascend Q_i(s, a_1, .., mu_i(o_i), .., a_N), a_-i from the buffer ----------------
             logits = actor(b_obs)
+            others = b_actions
+            if args.others_actions == "current":  # a_-i: fresh samples of the other actors, no gradient through them
+                others = [gumbel_softmax_straight_through(lg, args.gumbel_temperature).detach() for lg in logits]
             actor_loss = 0.0
             for i in range(n_agents):
                 own_action = gumbel_softmax_straight_through(logits[i], args.gumbel_temperature)
-                joint = torch.cat([b_state, *b_actions[:i], own_action, *b_actions[i + 1 :]], -1)
+                joint = torch.cat([b_state, *others[:i], own_action, *others[i + 1 :]], -1)
                 # -Q_i(s, a_1, .., mu_i(o_i), .., a_N) + the authors' small penalty on the logits' size
                 actor_loss = actor_loss - critics[i](joint).mean() + args.policy_reg * logits[i].pow(2).mean()
             actor_optimizer.zero_grad()

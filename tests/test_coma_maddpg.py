@@ -166,6 +166,90 @@ def test_maddpg_gumbel_softmax_is_one_hot_forward_and_differentiable_backward():
     assert (logits.grad.abs().sum(-1) > 0).float().mean() > 0.99
 
 
+# ============================ MADDPG's EPyMARL options ============================
+def critic_inputs(run_algo, monkeypatch, **overrides) -> dict[str, list[torch.Tensor]]:
+    """Every input of a critic's first layer in a short coordination-2x2 run (batches of 64), by the call it came
+    from: the targets (no gradient), the critics' loss (buffer actions), the actors' loss (agent i's action carries a
+    gradient) and the summary's tables. Its last 2 columns are agent 1's one-hot action."""
+    calls = {"target": [], "critic": [], "actor": [], "table": [], "differentiable": []}
+    state_and_actions = 2 * 2 + 2 + 2  # the state (both agents' 2-column observations), then each agent's action
+
+    def record(module, inputs, output):
+        if isinstance(module, torch.nn.Linear) and module.in_features == state_and_actions:
+            x = inputs[0]
+            if not torch.is_grad_enabled():  # the targets, or the summary's tables (all 4 joint actions)
+                calls["table" if len(x) == 4 else "target"].append(x.clone())
+            elif x.requires_grad:
+                calls["actor"].append(x.detach().clone())
+                # x = cat([state, a_1, ..., a_N]): the inputs of the cat that carry a gradient back to the actors
+                calls["differentiable"].append(sum(node is not None for node, _ in x.grad_fn.next_functions))
+            else:
+                calls["critic"].append(x.detach().clone())
+
+    handle = torch.nn.modules.module.register_module_forward_hook(record)
+    try:
+        run_algo("maddpg", env_id="coordination-2x2", **{**TINY["maddpg"], "num_evals": 0, **overrides})
+    finally:
+        handle.remove()
+    assert calls["target"] and len(calls["critic"]) == len(calls["actor"]) > 0
+    return calls
+
+
+@pytest.mark.parametrize("others", ["buffer", "current"])
+def test_maddpg_actor_loss_takes_the_other_agents_actions_from(run_algo, monkeypatch, others):
+    calls = critic_inputs(run_algo, monkeypatch, others_actions=others)
+    # per gradient step the critics' loss calls critic 0 then 1 on the batch, then the actors' loss calls them again
+    # with agent i's action replaced; agent 0's actor call carries agent 1's action as the critics' loss saw it
+    # (buffer) or a fresh sample of agent 1's current policy (current: about half the rows differ at the start)
+    buffer_actions = [x[:, -2:] for x in calls["critic"][::2]]
+    actor_0_sees = [x[:, -2:] for x in calls["actor"][::2]]
+    differing = sum((a != b).any(-1).float().mean().item() for a, b in zip(buffer_actions, actor_0_sees))
+    if others == "buffer":
+        assert differing == 0.0
+    else:
+        assert differing / len(buffer_actions) > 0.2
+
+
+def test_maddpg_others_current_actions_carry_no_gradient(run_algo, monkeypatch):
+    # agent i's loss moves agent i's actor only: in every actor-loss call one action of the two carries a gradient
+    calls = critic_inputs(run_algo, monkeypatch, others_actions="current")
+    assert set(calls["differentiable"]) == {1}
+
+
+@pytest.mark.parametrize("target", ["sample", "greedy"])
+def test_maddpg_target_actions(run_algo, monkeypatch, target):
+    calls = critic_inputs(run_algo, monkeypatch, target_actions=target)
+    # one round: every next observation is the same final one, so the greedy target action is the same on every row,
+    # while samples of the (near-uniform) target policy differ between rows
+    distinct = [len(torch.unique(x[:, -2:], dim=0)) for x in calls["target"]]
+    assert max(distinct) == 1 if target == "greedy" else min(distinct) == 2
+
+
+def test_maddpg_standardized_rewards_reach_the_targets(run_algo):
+    # the flat game pays 1 for every joint action in one real round: the critics learn 1 from the plain reward
+    # (tests/test_time_limits.py); standardized by its batch, that reward is 0 (its own mean), so they learn about 0
+    settings = {"env_id": "custom", "payoff": "[[1, 1], [1, 1]]", "num_evals": 0, "eval_episodes": 8,
+                "total_timesteps": 8000, "tau": 0.1}
+    plain = torch.tensor(list(run_algo("maddpg", **settings)["critic"].values()))
+    standardized = torch.tensor(list(run_algo("maddpg", standardize_rewards=True, **settings)["critic"].values()))
+    assert (plain - 1.0).abs().max() < 0.3, plain
+    assert standardized.abs().max() < 0.2, standardized
+
+
+def test_maddpg_epymarl_preset():
+    args = maddpg.Args(env_id="simple_spread", preset="epymarl", critic_lr=1e-3)
+    maddpg.check_args(args)
+    for field, value in maddpg.EPYMARL.items():
+        if field != "critic_lr":
+            assert getattr(args, field) == value, field
+    assert args.critic_lr == 1e-3  # a flag set away from its default wins over the preset
+    # one gradient step per episode collected: gradient_steps per vectorized step, T of them per rollout of num_envs
+    assert args.gradient_steps * 25 == args.num_envs
+    untouched = maddpg.Args(env_id="simple_spread")
+    maddpg.check_args(untouched)
+    assert untouched.actor_lr == 1e-2 and untouched.others_actions == "buffer" and not untouched.standardize_rewards
+
+
 # ============================ plumbing ============================
 @pytest.mark.parametrize("algo", ["coma", "maddpg"])
 def test_same_seed_same_summary(run_algo, algo):
@@ -188,6 +272,9 @@ def test_same_seed_same_summary(run_algo, algo):
         ("maddpg", {"gumbel_temperature": 0.0}, "--gumbel-temperature"),
         ("maddpg", {"num_envs": 0}, "--num-envs"),
         ("maddpg", {"buffer_size": 64, "num_envs": 128}, "--buffer-size"),
+        ("maddpg", {"others_actions": "random"}, "--others-actions"),
+        ("maddpg", {"target_actions": "mean"}, "--target-actions"),
+        ("maddpg", {"preset": "pymarl"}, "--preset"),
     ],
 )
 def test_bad_input_names_the_flag(run_algo, algo, overrides, flag):
