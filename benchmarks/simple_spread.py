@@ -9,7 +9,7 @@ benchmarks/figures.py plots.
 
     python benchmarks/simple_spread.py                         # every script x 3 seeds at the defaults (2M steps)
     python benchmarks/simple_spread.py --protocol epymarl      # the paper's budgets: 20M on-policy, 2M off-policy, 5 seeds
-                                                               # (and iql, vdn, qmix with --preset epymarl)
+                                                               # (and iql, vdn, qmix, maddpg with --preset epymarl)
     python benchmarks/simple_spread.py --algos mi_pg ipg --seeds 2 --total-timesteps 500000
     python benchmarks/simple_spread.py --report-only           # rebuild the Markdown from the JSON
     python benchmarks/simple_spread.py --ray-address auto      # on a running Ray cluster (docs/sweeps.md)
