@@ -10,7 +10,8 @@ every action a_i' of agent i in one pass. That gives the counterfactual baseline
 The baseline does not depend on a_i, so it changes the variance of the gradient, not its expectation:
 the expected update is still the factored one, sum_i E[Q(s, a) grad log pi_i(a_i | o_i)]. The proposal
 ("Related Work") argues that COMA therefore falls into the same trap as ipg; this script measures that.
-The critic learns from TD(lambda) targets computed with a target critic that is copied every few updates.
+The critic learns from TD(lambda) targets (or n-step returns, --nstep) computed with a target critic that is
+copied every few updates.
 At the default lambda = 1 those targets are the episode's return, and the target critic only enters at a time
 limit (simple_spread), where the return is bootstrapped from Q'(s_T, u_T), u_T drawn from the policies at the
 final state, as PyMARL does; after a real end (matrix and private games) nothing is bootstrapped.
@@ -29,6 +30,7 @@ import sys
 import time
 from dataclasses import dataclass
 from pathlib import Path
+from typing import Literal
 
 import numpy as np
 import torch
@@ -44,6 +46,11 @@ from envs import make_vec_env
 @dataclass
 class Args:
     # Algorithm-specific arguments
+    preset: Literal["none", "epymarl"] = "none"
+    """epymarl: EPyMARL's configuration of COMA (coma.yaml of the 2021 code behind its paper; the dict EPYMARL below):
+    10 games per batch, learning rate 5e-4 for actors and critic, one critic step per batch, 5-step critic targets, a
+    target copy every 200 updates, standardized rewards. It replaces the defaults of those fields; a field given a
+    value other than its default keeps that value"""
     init_prob: float | None = None
     """start every agent playing action 0 with this probability (the rest uniform); the proposal's
     adversarial start is 0.9. Default: uniform"""
@@ -58,6 +65,13 @@ class Args:
     td_lambda: float = 1.0
     """lambda of the critic's TD(lambda) targets: 1.0 regresses on the episode's return. The paper uses 0.8;
     on simple_spread the bootstrapped targets of a critic still learning held COMA at the no-op level"""
+    nstep: int = 0
+    """if > 0, the critic regresses on n-step returns instead (r_t + ... + gamma^(n-1) r_{t+n-1} + gamma^n
+    Q'(s_{t+n}, a_{t+n}), shorter where the episode ends first): EPyMARL's q_nstep"""
+    standardize_rewards: bool = False
+    """if toggled, the critic's targets use rewards standardized by each batch's own mean and std (EPyMARL's
+    standardise_rewards). Subtracting the mean is harmless where every episode ends by a time limit (simple_spread);
+    where episodes really end (the matrix games) it changes what is optimal, so it is off by default"""
     critic_steps: int = 4
     """critic gradient steps on each batch of episodes, before the actor step"""
     target_update_interval: int = 20
@@ -227,8 +241,52 @@ def td_lambda_targets(rewards: torch.Tensor, target_q: torch.Tensor, gamma: floa
     return targets
 
 
+def nstep_targets(rewards: torch.Tensor, target_q: torch.Tensor, gamma: float, n: int,
+                  final_q: torch.Tensor | None = None) -> torch.Tensor:
+    """n-step returns of every agent's critic, from rewards (T, B) and target Q(s_t, a_t) of shape (T, B, N).
+
+    G_t = r_t + gamma r_{t+1} + ... + gamma^(m-1) r_{t+m-1} + gamma^m Q'(s_{t+m}, a_{t+m}) with m = min(n, T - t).
+    Past the last step, Q'(s_T, a_T) is `final_q` of shape (B, N) at a time limit, 0 after a real end (None).
+    """
+    T = rewards.shape[0]
+    # Q'(s_t, a_t) for t = 0..T, the last one from after the episode
+    q_after = torch.cat([target_q, (torch.zeros_like(target_q[0]) if final_q is None else final_q).unsqueeze(0)])
+    targets = torch.zeros_like(target_q)
+    for t in range(T):
+        m = min(n, T - t)
+        discounts = gamma ** torch.arange(m, device=rewards.device, dtype=rewards.dtype)
+        # G_t = sum_{k < m} gamma^k r_{t+k} + gamma^m Q'(s_{t+m}, a_{t+m})
+        targets[t] = (discounts.unsqueeze(-1) * rewards[t : t + m]).sum(0).unsqueeze(-1) + gamma**m * q_after[t + m]
+    return targets
+
+
+# --preset epymarl: EPyMARL's coma.yaml on top of its default.yaml and gymma.yaml (Papoudakis et al., 2021; the 2021
+# code behind the paper), in this script's terms; its entropy coefficient (0.01), width (64), gradient clip (10) and
+# discount (0.99) are already the defaults here. Not reproduced: its actors read a one-hot agent id (ours have a head
+# per agent), its networks are ReLU with PyTorch's default initialization, its advantages use the critic from before
+# the critic's step, and its n-step windows that reach the episode's last step add Q'(s_{T-1}, a_{T-1}) in place of
+# the last reward (a quirk its v1.0.0 removed); its time limit is terminal, but through that quirk it bootstraps there.
+EPYMARL = {"num_envs": 10, "actor_lr": 5e-4, "critic_lr": 5e-4, "critic_steps": 1, "nstep": 5,
+           "target_update_interval": 200, "standardize_rewards": True}
+
+
+def apply_preset(args: Args) -> None:
+    """--preset epymarl: EPYMARL's values for every field still at its default."""
+    if args.preset == "none":
+        return
+    defaults = Args()
+    for field, value in EPYMARL.items():
+        if getattr(args, field) == getattr(defaults, field):
+            setattr(args, field, value)
+
+
 def check_args(args: Args) -> None:
     check_common_args(args)
+    if args.preset not in ("none", "epymarl"):
+        raise ValueError(f"--preset must be none or epymarl, got {args.preset!r}")
+    apply_preset(args)
+    if args.nstep < 0:
+        raise ValueError(f"--nstep must be >= 0 (0: TD(lambda) targets), got {args.nstep}")
     if args.init_prob is not None and not 0.0 < args.init_prob < 1.0:
         raise ValueError(f"--init-prob must lie strictly between 0 and 1, got {args.init_prob}")
     for flag in ("actor_lr", "critic_lr", "ent_coef", "max_grad_norm"):
@@ -296,11 +354,17 @@ def train(args: Args) -> dict:
         global_step += B * T
         b_obs, b_state, b_actions = obs_buf.flatten(0, 1), state_buf.flatten(0, 1), action_buf.flatten(0, 1)
 
-        # ---------------- critic: regress Q(s_t, a_t) on TD(lambda) targets from the target critic ----------------
+        # ------------ critic: regress Q(s_t, a_t) on TD(lambda) (or n-step) targets from the target critic ------------
         with torch.no_grad():
             target_q = taken(target_critic(b_state, b_actions), b_actions).view(T, B, n_agents)
             final_q = None if final_actions is None else taken(target_critic(state, final_actions), final_actions)
-            targets = td_lambda_targets(reward_buf, target_q, args.gamma, args.td_lambda, final_q).flatten(0, 1)
+            rewards = reward_buf
+            if args.standardize_rewards:  # r <- (r - mean) / (std + 1e-5), this batch's own statistics (EPyMARL's)
+                rewards = (rewards - rewards.mean()) / (rewards.std() + 1e-5)
+            if args.nstep > 0:
+                targets = nstep_targets(rewards, target_q, args.gamma, args.nstep, final_q).flatten(0, 1)
+            else:
+                targets = td_lambda_targets(rewards, target_q, args.gamma, args.td_lambda, final_q).flatten(0, 1)
         for _ in range(args.critic_steps):
             # L = E[(Q(s_t, a_t) - G_t^lambda)^2], one term per agent's view of the same joint action
             critic_loss = 0.5 * (taken(critic(b_state, b_actions), b_actions) - targets).pow(2).mean()

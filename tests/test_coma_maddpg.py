@@ -133,6 +133,55 @@ def test_coma_td_lambda_targets_span_monte_carlo_to_one_step():
     torch.testing.assert_close(one_step, torch.tensor([1 + 0.5 * 5, 2 + 0.5 * 3, 4.0]))
 
 
+def test_coma_nstep_targets():
+    generator = torch.Generator().manual_seed(0)
+    T, gamma = 6, 0.9
+    rewards, target_q = torch.randn(T, 2, generator=generator), torch.randn(T, 2, 3, generator=generator)
+    final_q = torch.randn(2, 3, generator=generator)
+    for n in (1, 2, 4, 6, 9):
+        for final in (None, final_q):
+            q_after = [*target_q, torch.zeros(2, 3) if final is None else final]
+            expected = torch.stack([  # the sum, written out: n rewards, or as many as are left, then Q'
+                sum(gamma**k * rewards[t + k] for k in range(min(n, T - t))).unsqueeze(-1)
+                + gamma ** min(n, T - t) * q_after[t + min(n, T - t)] for t in range(T)])
+            torch.testing.assert_close(coma.nstep_targets(rewards, target_q, gamma, n, final), expected)
+    # n = 1 is TD(0); n >= T is the Monte Carlo return, TD(1)
+    torch.testing.assert_close(coma.nstep_targets(rewards, target_q, gamma, 1, final_q),
+                               coma.td_lambda_targets(rewards, target_q, gamma, 0.0, final_q))
+    torch.testing.assert_close(coma.nstep_targets(rewards, target_q, gamma, T, final_q),
+                               coma.td_lambda_targets(rewards, target_q, gamma, 1.0, final_q))
+
+
+def test_coma_train_uses_nstep_targets_and_standardized_rewards(monkeypatch):
+    from tests.test_time_limits import spy
+
+    settings = {"env_id": "climbing", "quiet": True, "num_evals": 0, "eval_episodes": 8, "num_envs": 64,
+                "total_timesteps": 64 * 4}
+    plain = spy(coma, "td_lambda_targets", monkeypatch)
+    coma.train(coma.Args(**settings))
+    payoff = {11.0, -30.0, 0.0, 7.0, 6.0, 5.0}
+    assert len(plain) == 4 and all(set(call[0].flatten().tolist()) <= payoff for call in plain)
+    nstep = spy(coma, "nstep_targets", monkeypatch)
+    coma.train(coma.Args(**settings, nstep=2, standardize_rewards=True))
+    assert len(nstep) == 4 and len(plain) == 4  # n-step targets instead of TD(lambda)
+    for rewards, target_q, gamma, n, final_q in nstep:
+        assert n == 2 and final_q is None  # climbing ends for real
+        # this batch's rewards, standardized by their own mean and std
+        assert abs(rewards.mean().item()) < 1e-5 and abs(rewards.std().item() - 1.0) < 1e-3
+
+
+def test_coma_epymarl_preset():
+    args = coma.Args(env_id="simple_spread", preset="epymarl", actor_lr=1e-4)
+    coma.check_args(args)
+    for field, value in coma.EPYMARL.items():
+        if field != "actor_lr":
+            assert getattr(args, field) == value, field
+    assert args.actor_lr == 1e-4  # a flag set away from its default wins over the preset
+    untouched = coma.Args(env_id="simple_spread")
+    coma.check_args(untouched)
+    assert untouched.nstep == 0 and untouched.num_envs == 128 and not untouched.standardize_rewards
+
+
 def test_coma_train_subtracts_the_counterfactual_baseline(run_algo, tmp_path):
     """The advantage as `train()` uses it, in a game where every joint action pays 5: the critic learns Q = 5 for
     every action, so A_i = Q(s, a) - sum_a' pi_i(a') Q(s, (a_-i, a')) is ~0, the logged policy loss goes to 0 and the
@@ -266,6 +315,8 @@ def test_same_seed_same_summary(run_algo, algo):
         ("coma", {"td_lambda": 1.5}, "--td-lambda"),
         ("coma", {"target_update_interval": 0}, "--target-update-interval"),
         ("coma", {"critic_lr": -1.0}, "--critic-lr"),
+        ("coma", {"nstep": -1}, "--nstep"),
+        ("coma", {"preset": "pymarl"}, "--preset"),
         ("maddpg", {"init_prob": 0.0}, "--init-prob"),
         ("maddpg", {"tau": 2.0}, "--tau"),
         ("maddpg", {"buffer_size": 0}, "--buffer-size"),
