@@ -265,7 +265,8 @@ def nstep_targets(rewards: torch.Tensor, target_q: torch.Tensor, gamma: float, n
 # discount (0.99) are already the defaults here. Not reproduced: its actors read a one-hot agent id (ours have a head
 # per agent), its networks are ReLU with PyTorch's default initialization, its advantages use the critic from before
 # the critic's step, and its n-step windows that reach the episode's last step add Q'(s_{T-1}, a_{T-1}) in place of
-# the last reward (a quirk its v1.0.0 removed); its time limit is terminal, but through that quirk it bootstraps there.
+# the last reward (a quirk its v1.0.0 removed); its time limit is terminal, yet through that quirk every target near
+# the end stops at the target critic's value of the last step, never at the bare last reward.
 EPYMARL = {"num_envs": 10, "actor_lr": 5e-4, "critic_lr": 5e-4, "critic_steps": 1, "nstep": 5,
            "target_update_interval": 200, "standardize_rewards": True}
 

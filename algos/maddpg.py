@@ -4,7 +4,8 @@ Each agent i has an actor mu_i(o_i) (here: logits over its actions; one torso sh
 one head per agent; the matrix games put the agent's id in its observation) and a centralized critic
 Q_i(s, a_1, ..., a_N) that reads the state and every agent's one-hot action. The critics learn off-policy
 from a replay buffer with target networks (soft updates with tau). Actor i follows the deterministic policy gradient through
-its own critic, with the other agents' actions taken from the buffer:
+its own critic, with the other agents' actions taken from the buffer (--others-actions current: fresh samples of their
+current actors instead, as EPyMARL does):
     grad J(mu_i) = E_{s, a ~ D}[ grad mu_i(o_i) * dQ_i(s, a_1, .., a_i, .., a_N)/da_i |_{a_i = mu_i(o_i)} ].
 Discrete actions are made differentiable with the straight-through Gumbel-softmax (the forward pass plays
 an exact one-hot sample of softmax(logits), the backward pass uses the soft sample's gradient).
@@ -352,7 +353,7 @@ def train(args: Args) -> dict:
             nn.utils.clip_grad_norm_(critic_params, args.max_grad_norm)
             critic_optimizer.step()
 
-            # ---------------- actors: ascend Q_i(s, a_1, .., mu_i(o_i), .., a_N), a_-i from the buffer ----------------
+            # ------- actors: ascend Q_i(s, a_1, .., mu_i(o_i), .., a_N), a_-i from the buffer (or current actors) -------
             logits = actor(b_obs)
             others = b_actions
             if args.others_actions == "current":  # a_-i: fresh samples of the other actors, no gradient through them
