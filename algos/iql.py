@@ -37,9 +37,9 @@ from envs import make_vec_env
 class Args:
     # Algorithm-specific arguments
     preset: Literal["none", "epymarl"] = "none"
-    """epymarl: EPyMARL's configuration of IQL (iql.yaml; the dict EPYMARL below): one gradient step per episode
-    collected (8 games, 8 gradient steps per round), 32-episode batches, lr 3e-4, a 128-unit torso, Double-Q, a
-    target copy every 200 steps, a buffer of 5,000 episodes, epsilon 1 -> 0.05 over the first 200,000 env steps,
+    """epymarl: EPyMARL's configuration of IQL (its v1.0.0 iql.yaml; the dict EPYMARL below): one gradient step per
+    episode collected (8 games, 8 gradient steps per round), 32-episode batches, lr 3e-4, a 128-unit torso, Double-Q,
+    a target copy every 200 steps, a buffer of 5,000 episodes, epsilon 1 -> 0.05 over the first 200,000 env steps,
     standardized rewards, and the time limit as a terminal state (--time-limit-terminal). It replaces the defaults of
     those fields; a field given a value other than its default keeps that value"""
     learning_rate: float = 5e-3
@@ -197,10 +197,12 @@ def linear_schedule(start_e: float, end_e: float, duration: float, step: int) ->
     return start_e + progress * (end_e - start_e)
 
 
-# --preset epymarl: EPyMARL's iql.yaml on top of its default.yaml (Papoudakis et al., 2021), in this script's terms.
-# EPyMARL collects one episode, then takes one gradient step on 32 stored episodes; 8 games with 8 gradient steps per
-# round keep that ratio of gradient steps to episodes. Not reproduced: iql.yaml's recurrent agents (use_rnn: True);
-# ours are feed-forward (simple_spread's observations show every position, so memory has little to add there).
+# --preset epymarl: EPyMARL's iql.yaml on top of its default.yaml (Papoudakis et al., 2021), in this script's terms,
+# as of EPyMARL v1.0.0 (2024): lr 3e-4, 128 units, epsilon over 200,000 steps. The 2021 code behind the paper's
+# numbers has none of these in iql.yaml, so there IQL ran at default.yaml's lr 5e-4 and 64 units with epsilon over
+# 50,000 steps, as QMIX and VDN. EPyMARL collects one episode, then takes one gradient step on 32 stored episodes; 8
+# games with 8 gradient steps per round keep that ratio of gradient steps to episodes. Not reproduced: v1.0.0
+# iql.yaml's recurrent agents (use_rnn: True; the 2021 file: False); ours are feed-forward.
 # EPyMARL's MPE runs treat the 25-step time limit as a terminal state: its gym wrapper returns no episode_limit flag,
 # so the runner marks the last step terminated (gymma.py and episode_runner.py, in the 2021 code and in v1.0.0).
 EPYMARL = {"num_envs": 8, "train_frequency": 1, "gradient_steps": 8, "batch_size": 32, "learning_rate": 3e-4,
