@@ -171,15 +171,10 @@ def test_coma_train_uses_nstep_targets_and_standardized_rewards(monkeypatch):
 
 
 def test_coma_epymarl_preset():
-    args = coma.Args(env_id="simple_spread", preset="epymarl", actor_lr=1e-4)
-    coma.check_args(args)
-    for field, value in coma.EPYMARL.items():
-        if field != "actor_lr":
-            assert getattr(args, field) == value, field
-    assert args.actor_lr == 1e-4  # a flag set away from its default wins over the preset
-    untouched = coma.Args(env_id="simple_spread")
-    coma.check_args(untouched)
-    assert untouched.nstep == 0 and untouched.num_envs == 128 and not untouched.standardize_rewards
+    from tests.test_replay_options import check_epymarl_preset
+
+    args = check_epymarl_preset(coma, "actor_lr", 1e-4)
+    assert args.nstep == 5 and args.num_envs == 10 and args.standardize_rewards
 
 
 def test_coma_train_subtracts_the_counterfactual_baseline(run_algo, tmp_path):
@@ -286,17 +281,11 @@ def test_maddpg_standardized_rewards_reach_the_targets(run_algo):
 
 
 def test_maddpg_epymarl_preset():
-    args = maddpg.Args(env_id="simple_spread", preset="epymarl", critic_lr=1e-3)
-    maddpg.check_args(args)
-    for field, value in maddpg.EPYMARL.items():
-        if field != "critic_lr":
-            assert getattr(args, field) == value, field
-    assert args.critic_lr == 1e-3  # a flag set away from its default wins over the preset
+    from tests.test_replay_options import check_epymarl_preset
+
+    args = check_epymarl_preset(maddpg, "critic_lr", 1e-3)
     # one gradient step per episode collected: gradient_steps per vectorized step, T of them per rollout of num_envs
     assert args.gradient_steps * 25 == args.num_envs
-    untouched = maddpg.Args(env_id="simple_spread")
-    maddpg.check_args(untouched)
-    assert untouched.actor_lr == 1e-2 and untouched.others_actions == "buffer" and not untouched.standardize_rewards
 
 
 # ============================ plumbing ============================

@@ -62,21 +62,29 @@ def test_standardized_rewards_reach_the_targets(module):
     assert standardized.abs().max() < 0.2, standardized
 
 
+def check_epymarl_preset(module, field: str, value):
+    """--preset epymarl on simple_spread sets every field of the script's EPYMARL dict but `field`, given `value`
+    explicitly (a flag set away from its default wins over the preset); without the preset none of them moves.
+    Returns the preset's args."""
+    args = module.Args(env_id="simple_spread", preset="epymarl", **{field: value})
+    module.check_args(args)
+    for name, preset_value in module.EPYMARL.items():
+        if name != field:
+            assert getattr(args, name) == preset_value, name
+    assert getattr(args, field) == value
+    untouched = module.Args(env_id="simple_spread")
+    module.check_args(untouched)
+    assert all(getattr(untouched, name) == getattr(module.Args(), name) for name in module.EPYMARL)
+    return args
+
+
 @pytest.mark.parametrize("module", MODULES, ids=IDS)
 def test_epymarl_preset(module):
-    args = module.Args(env_id="simple_spread", preset="epymarl", learning_rate=1e-3)
-    module.check_args(args)
-    for field, value in module.EPYMARL.items():
-        if field != "learning_rate":
-            assert getattr(args, field) == value, field
-    assert args.learning_rate == 1e-3  # a flag set away from its default wins over the preset
+    args = check_epymarl_preset(module, "learning_rate", 1e-3)
     # epsilon anneals over EPyMARL's number of env steps, whatever the budget (2M on simple_spread)
     assert args.exploration_fraction * args.total_timesteps == pytest.approx(module.EPYMARL_EPSILON_STEPS)
     # one gradient step per episode collected, as EPyMARL
     assert args.gradient_steps / args.train_frequency == args.num_envs
-    untouched = module.Args(env_id="simple_spread")
-    module.check_args(untouched)
-    assert untouched.learning_rate == module.Args().learning_rate and not untouched.standardize_rewards
 
 
 def standardized_targets(module, monkeypatch, mode: str) -> list[torch.Tensor]:
