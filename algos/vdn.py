@@ -277,7 +277,9 @@ def train(args: Args) -> dict:
     target_network = DecentralizedQNetwork(envs.obs_dim, action_sizes, args.hidden_size).to(device)
     target_network.load_state_dict(q_network.state_dict())
     optimizer = torch.optim.Adam(q_network.parameters(), lr=args.learning_rate)
-    reward_stats = RunningMeanStd(device) if args.standardize_rewards else None
+    # running statistics only with --reward-standardization running; batch statistics need no state
+    running_rewards = args.standardize_rewards and args.reward_standardization == "running"
+    reward_stats = RunningMeanStd(device) if running_rewards else None
 
     def act_greedy(obs, state):
         # each agent argmaxes its own Q_i on its own observation: no joint action is ever formed
@@ -341,12 +343,12 @@ def train(args: Args) -> dict:
                 idx = torch.randint(buffer_filled, (args.batch_size,), device=device)
                 b_obs, b_actions = obs_buf[idx], action_buf[idx]
                 b_rewards, b_dones = reward_buf[idx], done_buf[idx]
-                if args.standardize_rewards and args.reward_standardization == "batch":
-                    # r <- (r - mean) / (std + 1e-5), this batch's own statistics (EPyMARL's 2021 q_learner)
-                    b_rewards = (b_rewards - b_rewards.mean()) / (b_rewards.std() + 1e-5)
-                elif args.standardize_rewards:  # r <- (r - mean) / std, statistics of every reward sampled so far
+                if reward_stats is not None:  # r <- (r - mean) / std, statistics of every reward sampled so far
                     reward_stats.update(b_rewards)
                     b_rewards = reward_stats.standardize(b_rewards)
+                elif args.standardize_rewards:  # --reward-standardization batch
+                    # r <- (r - mean) / (std + 1e-5), this batch's own statistics (EPyMARL's 2021 q_learner)
+                    b_rewards = (b_rewards - b_rewards.mean()) / (b_rewards.std() + 1e-5)
                 with torch.no_grad():
                     next_target_qs = target_network(b_obs[:, 1:])
                     if args.double_q:  # a' = argmax of the online Q_i, valued by the target Q_i

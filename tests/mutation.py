@@ -94,8 +94,8 @@ def one_gradient_step(script: str) -> Mutation:
 def batch_standardization_ignored(script: str) -> Mutation:
     return Mutation(f"{script}-batch-standardization-ignored", script,
                     "--reward-standardization batch standardizes by the running statistics instead",
-                    'if args.standardize_rewards and args.reward_standardization == "batch":',
-                    'if args.standardize_rewards and args.reward_standardization == "never":',
+                    'running_rewards = args.standardize_rewards and args.reward_standardization == "running"',
+                    'running_rewards = args.standardize_rewards',
                     T("test_replay_options.py",
                       f"test_reward_standardization_batch_uses_each_batchs_own_statistics[{script}]"))
 
