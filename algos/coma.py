@@ -271,6 +271,7 @@ EPYMARL = {"num_envs": 10, "actor_lr": 5e-4, "critic_lr": 5e-4, "critic_steps": 
            "target_update_interval": 200, "standardize_rewards": True}
 
 
+# >>> shared:apply_fixed_preset (coma, maddpg; tests/test_shared_blocks.py keeps the copies identical)
 def apply_preset(args: Args) -> None:
     """--preset epymarl: EPYMARL's values for every field still at its default."""
     if args.preset == "none":
@@ -279,6 +280,7 @@ def apply_preset(args: Args) -> None:
     for field, value in EPYMARL.items():
         if getattr(args, field) == getattr(defaults, field):
             setattr(args, field, value)
+# <<< shared:apply_fixed_preset
 
 
 def check_args(args: Args) -> None:
