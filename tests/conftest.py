@@ -1,8 +1,17 @@
-"""Shared test helpers: run any script of algos/ in-process, inside a temporary directory."""
+"""Shared test helpers: run any script of algos/ in-process, inside a temporary directory; or several runs at once,
+spread over the machine's cores (the statistical tests train one run per seed)."""
 
 import importlib
+import multiprocessing
+import os
+import sys
+import tempfile
+from concurrent.futures import ProcessPoolExecutor
+from pathlib import Path
 
 import pytest
+
+ROOT = Path(__file__).resolve().parents[1]
 
 
 @pytest.fixture
@@ -13,5 +22,49 @@ def run_algo(tmp_path, monkeypatch):
     def run(algo: str, **overrides) -> dict:
         module = importlib.import_module(f"algos.{algo}")
         return module.train(module.Args(quiet=True, **overrides))
+
+    return run
+
+
+def train_in(run_dir: str, algo: str, overrides: dict) -> dict:
+    """One run in a worker process, in its own directory: what run_algo(algo, **overrides) returns."""
+    if str(ROOT) not in sys.path:
+        sys.path.insert(0, str(ROOT))
+    os.chdir(run_dir)
+    module = importlib.import_module(f"algos.{algo}")
+    return module.train(module.Args(quiet=True, **overrides))
+
+
+@pytest.fixture(scope="session")
+def worker_pool():
+    """At most two worker processes for the whole session (CI has two cores), started fresh ("spawn": no state
+    is inherited from the test process) and reused, so torch is imported once per worker. Every run seeds its own
+    generators, so a run's summary does not depend on which worker trains it or what ran there before
+    (tests/test_mi_pg_ipg.py checks this against run_algo)."""
+    workers = max(1, min(2, os.cpu_count() or 1))
+    with ProcessPoolExecutor(workers, mp_context=multiprocessing.get_context("spawn")) as pool:
+        yield pool
+
+
+@pytest.fixture
+def run_many(tmp_path, worker_pool):
+    """run_many([("mi_pg", {"seed": 1}), ("ipg", {"seed": 1})]) -> their summaries, in order, trained in parallel."""
+
+    def run(jobs: list[tuple[str, dict]]) -> list[dict]:
+        futures = []
+        for algo, overrides in jobs:
+            run_dir = tempfile.mkdtemp(prefix=f"{algo}-", dir=tmp_path)  # a directory of its own per run
+            futures.append(worker_pool.submit(train_in, run_dir, algo, overrides))
+        return [future.result() for future in futures]
+
+    return run
+
+
+@pytest.fixture
+def run_seeds(run_many):
+    """run_seeds("mi_pg", [1, 2, 3], env_id="climbing") -> [summary of each seed], trained in parallel."""
+
+    def run(algo: str, seeds, **overrides) -> list[dict]:
+        return run_many([(algo, {**overrides, "seed": seed}) for seed in seeds])
 
     return run

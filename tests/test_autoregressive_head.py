@@ -136,11 +136,11 @@ def test_sampled_kl_gradient_matches_the_exact_gradient(two_way):
 QUICK = {"total_timesteps": 16_000, "num_evals": 0, "eval_episodes": 64, "joint_head": "autoregressive"}
 
 
-def test_training_escapes_the_climbing_trap_from_the_adversarial_start(run_algo):
+def test_training_escapes_the_climbing_trap_from_the_adversarial_start(run_seeds):
     """Climbing from p = 0.9 (ipg ends below the optimum of 11 there), a quarter of the default budget: the
     autoregressive head finds the optimum and the decentralized marginals follow it (measured: seeds 1-4 all at 11,
     final sampled KL below 1e-3)."""
-    summaries = [run_algo("mi_pg", env_id="climbing", init_prob=0.9, seed=seed, **QUICK) for seed in (1, 2, 3)]
+    summaries = run_seeds("mi_pg", (1, 2, 3), env_id="climbing", init_prob=0.9, **QUICK)
     at_optimum = [s for s in summaries if s["decentralized_return_greedy"] == s["optimum"] == 11.0]
     assert len(at_optimum) >= 2, [s["decentralized_return_greedy"] for s in summaries]
     for s in at_optimum:  # the joint head (greedy agent by agent) is there too, and the product agrees with it

@@ -35,15 +35,14 @@ def greedy_joint_action(summary: dict) -> tuple[int, ...]:
 
 
 @pytest.mark.parametrize("algo", ["coma", "maddpg"])
-def test_trapped_in_the_payoff_0_corner_from_init_prob_0_9(run_algo, algo):
+def test_trapped_in_the_payoff_0_corner_from_init_prob_0_9(run_seeds, algo):
     """From P(action 0) = 0.9 both agents' gradients point further into (0, 0) (dJ/dp = -15 + 20 q > 0 for q > 3/4).
 
     Measured (seeds 1-5, at 8k and at the default 64k steps): 5 of 5 seeds end at greedy (0, 0) with return 0,
     for both methods; we ask for 4 of 5.
     """
     trapped = 0
-    for seed in TRAP_SEEDS:
-        summary = run_algo(algo, env_id="coordination-2x2", seed=seed, init_prob=0.9, **SHORT)
+    for summary in run_seeds(algo, TRAP_SEEDS, env_id="coordination-2x2", init_prob=0.9, **SHORT):
         if greedy_joint_action(summary) == (0, 0) and summary["decentralized_return_greedy"] == 0.0:
             trapped += 1
             # trapped means moved deeper in, not merely not yet out: P(action 0) went up from 0.9

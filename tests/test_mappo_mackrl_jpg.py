@@ -26,10 +26,9 @@ SUMMARY_KEYS = {"algo", "env_id", "seed", "decentralized", "decentralized_return
 
 
 # ---------------------------------------------------------------- convergence from the adversarial start
-def test_jpg_single_joint_agent_reaches_the_optimum_from_the_trap_start(run_algo):
+def test_jpg_single_joint_agent_reaches_the_optimum_from_the_trap_start(run_seeds):
     """The proposal's single joint agent: its gradient on the payoff-10 joint action is always positive."""
-    for seed in SEEDS:
-        summary = run_algo("jpg", seed=seed, init_prob=0.9, **SHORT)
+    for seed, summary in zip(SEEDS, run_seeds("jpg", SEEDS, init_prob=0.9, **SHORT)):
         assert summary["joint_return_greedy"] == 10.0, seed
         assert summary["joint_return_sampled"] > 9.5, seed
         assert summary["decentralized"] is False
@@ -37,27 +36,25 @@ def test_jpg_single_joint_agent_reaches_the_optimum_from_the_trap_start(run_algo
         assert summary["joint_policy"][0][1][1] > 0.95, seed
 
 
-def test_mappo_follows_the_factored_gradient_into_the_payoff_0_corner(run_algo):
+def test_mappo_follows_the_factored_gradient_into_the_payoff_0_corner(run_many):
     """Measured: MAPPO (and IPPO) from p = q = 0.9 end at (0, 0), payoff 0, on every seed: PPO's clipping changes
     the step size, not the direction -15 + 20 q of each agent's gradient. From the uniform start (q = 1/2 < 3/4)
     the same code reaches 10, so the corner is the start's doing, not a broken learner."""
-    for seed in SEEDS:
-        summary = run_algo("mappo", seed=seed, init_prob=0.9, **SHORT)
+    *trap, ippo, uniform = run_many([("mappo", {"seed": seed, "init_prob": 0.9, **SHORT}) for seed in SEEDS] + [
+        ("mappo", {"seed": 1, "init_prob": 0.9, "independent_critic": True, **SHORT}), ("mappo", {"seed": 1, **SHORT})])
+    for seed, summary in zip(SEEDS, trap):
         assert summary["decentralized_return_greedy"] == 0.0, seed
         assert summary["decentralized_return_sampled"] > -0.5, seed  # nearly all mass on (0, 0)
         for agent in ("agent_0", "agent_1"):
             assert summary["policy"][agent][0][0] > 0.95, (seed, agent)
-    ippo = run_algo("mappo", seed=1, init_prob=0.9, independent_critic=True, **SHORT)
     assert ippo["independent_critic"] is True and ippo["decentralized_return_greedy"] == 0.0
-    uniform = run_algo("mappo", seed=1, **SHORT)
     assert uniform["decentralized_return_greedy"] == 10.0
 
 
-def test_mackrl_pair_controller_coordinates_from_the_trap_start(run_algo):
+def test_mackrl_pair_controller_coordinates_from_the_trap_start(run_seeds):
     """Measured: the pair controller, reading common knowledge, puts its mass on (1, 1) and stops delegating,
     while the agents' own (delegated) policies follow the factored gradient to action 0."""
-    for seed in SEEDS:
-        summary = run_algo("mackrl", seed=seed, init_prob=0.9, **SHORT)
+    for seed, summary in zip(SEEDS, run_seeds("mackrl", SEEDS, init_prob=0.9, **SHORT)):
         assert summary["decentralized"] is True
         assert summary["decentralized_return_greedy"] == 10.0, seed
         assert summary["decentralized_return_sampled"] > 9.5, seed

@@ -21,9 +21,9 @@ def at_optimum(summary) -> bool:
 
 
 # ------------------------------------------------------------------ the trap, and the escape
-def test_ipg_falls_into_the_payoff_0_corner_from_the_adversarial_start(run_algo):
+def test_ipg_falls_into_the_payoff_0_corner_from_the_adversarial_start(run_seeds):
     """From p = q = 0.9 > 3/4 the factored gradient drives both agents to action 0 (payoff 0)."""
-    summaries = [run_algo("ipg", seed=seed, init_prob=0.9) for seed in SEEDS]
+    summaries = run_seeds("ipg", SEEDS, init_prob=0.9)
     # trapped means moved deeper in from P(action 0) = 0.9, not merely not yet out (measured: 1.0000 to four
     # decimals on every seed and agent; a learner that barely moves stays near 0.9)
     trapped = [s for s in summaries if s["decentralized_return_greedy"] == 0.0 and
@@ -31,8 +31,8 @@ def test_ipg_falls_into_the_payoff_0_corner_from_the_adversarial_start(run_algo)
     assert len(trapped) >= 5, [(s["decentralized_return_greedy"], s["policy"]) for s in summaries]
 
 
-def test_mi_pg_escapes_the_trap_and_ends_decentralized(run_algo):
-    summaries = [run_algo("mi_pg", seed=seed, init_prob=0.9, lambda_max=5.0) for seed in SEEDS]
+def test_mi_pg_escapes_the_trap_and_ends_decentralized(run_seeds):
+    summaries = run_seeds("mi_pg", SEEDS, init_prob=0.9, lambda_max=5.0)
     assert sum(at_optimum(s) for s in summaries) >= 5, [s["decentralized_return_greedy"] for s in summaries]
     for s in summaries:
         if at_optimum(s):
@@ -42,11 +42,10 @@ def test_mi_pg_escapes_the_trap_and_ends_decentralized(run_algo):
             assert s["final_kl_joint_to_product"] < 0.05
 
 
-def test_mi_pg_escapes_the_trap_with_ppo_style_updates(run_algo):
+def test_mi_pg_escapes_the_trap_with_ppo_style_updates(run_seeds):
     """--update-epochs 2 (simple_spread's default): each pass minimizes PPO's clipped surrogate of pi_mix's ratio
     instead of the plain policy-gradient term, and the method still escapes (measured: 10 on seeds 1-5)."""
-    summaries = [run_algo("mi_pg", seed=seed, init_prob=0.9, update_epochs=2, num_evals=0, eval_episodes=64)
-                 for seed in range(1, 5)]
+    summaries = run_seeds("mi_pg", range(1, 5), init_prob=0.9, update_epochs=2, num_evals=0, eval_episodes=64)
     assert sum(at_optimum(s) for s in summaries) >= 3, [s["decentralized_return_greedy"] for s in summaries]
 
 
@@ -60,13 +59,12 @@ def marginals_of_the_joint(summary) -> list[torch.Tensor]:
     return [joint.sum(1), joint.sum(0)]
 
 
-def test_marginals_follow_the_joint_head_while_alpha_is_0(run_algo):
+def test_marginals_follow_the_joint_head_while_alpha_is_0(run_seeds):
     """With alpha = 0 throughout, only the joint head acts and gets the policy gradient; the marginal heads can
     learn only through lambda KL(pi_jt || prod pi_i). They end at the joint head's marginals, away from their start
     (measured, seeds 1-3: the joint head escapes the trap to (1, 1) and both marginals reach P(1) = 1.000)."""
     escaped = 0
-    for seed in (1, 2, 3):
-        summary = run_algo("mi_pg", seed=seed, **ALPHA_0)
+    for seed, summary in zip((1, 2, 3), run_seeds("mi_pg", (1, 2, 3), **ALPHA_0)):
         assert summary["final_alpha"] == 0.0
         for agent, target in zip(["agent_0", "agent_1"], marginals_of_the_joint(summary)):
             marginal = torch.tensor(summary["policy"][agent][0])
@@ -101,21 +99,23 @@ def test_with_alpha_1_it_acts_with_the_product_and_the_joint_head_never_moves(ru
     assert sum(training) / len(training) == pytest.approx(summary["decentralized_return_sampled"], abs=1.0), training
 
 
-def test_the_kl_ablation_does_worse_on_the_qtran_game(run_algo):
+def test_the_kl_ablation_does_worse_on_the_qtran_game(run_many):
     """qtran-3x3 from the uniform start, 16,000 steps: measured on seeds 1-8, mi_pg reaches the optimum 8 on all
     eight, and with lambda_max = 0 (no KL term) on none (return 0: the product of marginals, trained only while
     alpha rises, settles on the payoff-0 block). We ask for >= 2 of 3 against <= 1 of 3."""
-    runs = {lam: [run_algo("mi_pg", env_id="qtran-3x3", seed=seed, lambda_max=lam, total_timesteps=16_000,
-                           num_evals=0, eval_episodes=64)["decentralized_return_greedy"] for seed in (1, 2, 3)]
-            for lam in (5.0, 0.0)}
+    lambdas, seeds = (5.0, 0.0), (1, 2, 3)
+    summaries = iter(run_many([("mi_pg", {"env_id": "qtran-3x3", "seed": seed, "lambda_max": lam, "total_timesteps": 16_000,
+                                          "num_evals": 0, "eval_episodes": 64}) for lam in lambdas for seed in seeds]))
+    runs = {lam: [next(summaries)["decentralized_return_greedy"] for _ in seeds] for lam in lambdas}
     assert sum(r == 8.0 for r in runs[5.0]) >= 2, runs
     assert sum(r == 8.0 for r in runs[0.0]) <= 1, runs
 
 
-def test_climbing_mi_pg_reaches_11_ipg_does_not(run_algo):
+def test_climbing_mi_pg_reaches_11_ipg_does_not(run_many):
     """Claus & Boutilier's climbing game from a uniform start."""
-    mi = [run_algo("mi_pg", env_id="climbing", seed=seed)["decentralized_return_greedy"] for seed in SEEDS]
-    ind = [run_algo("ipg", env_id="climbing", seed=seed)["decentralized_return_greedy"] for seed in SEEDS]
+    runs = run_many([(algo, {"env_id": "climbing", "seed": seed}) for algo in ("mi_pg", "ipg") for seed in SEEDS])
+    mi = [s["decentralized_return_greedy"] for s in runs[:len(SEEDS)]]
+    ind = [s["decentralized_return_greedy"] for s in runs[len(SEEDS):]]
     assert sum(r == 11.0 for r in mi) >= 4, mi
     assert sum(r == 11.0 for r in ind) <= 1, ind
 
@@ -132,6 +132,17 @@ def test_same_seed_same_summary(run_algo, algo):
     assert runs[0] == runs[1]
     other = run_algo(algo, seed=8, env_id="climbing", episode_length=3, **SMALL)
     assert other["policy"] != runs[0]["policy"]
+
+
+def test_the_worker_pool_gives_the_same_summaries_as_run_algo(run_algo, run_seeds):
+    """The statistical tests train their seeds in worker processes (tests/conftest.py): a run there, after other
+    runs in the same worker, must give exactly what it gives in-process, or their measured thresholds would not
+    carry over."""
+    pooled = run_seeds("mi_pg", (7, 8, 9), env_id="climbing", episode_length=3, **SMALL)
+    for seed, summary in zip((7, 8, 9), pooled):
+        here = run_algo("mi_pg", seed=seed, env_id="climbing", episode_length=3, **SMALL)
+        summary.pop("wall_time_s"), here.pop("wall_time_s")
+        assert summary == here, seed
 
 
 def test_summary_file_and_tables(run_algo, tmp_path):

@@ -99,7 +99,7 @@ def joint_head_escapes(summary) -> bool:
     return table[(1,) * table.ndim] > 0.99
 
 
-def test_two_way_kl_drags_the_joint_head_into_the_trap_at_five_agents(run_algo):
+def test_two_way_kl_drags_the_joint_head_into_the_trap_at_five_agents(run_many):
     """N = 5 from p = 0.9, the joint head acting throughout (alpha held at 0), 100 updates: with the proposal's
     two-way KL the joint head never leaves the trap (measured 0 of 8 seeds: P(optimum) ~1e-11); with the KL's
     gradient on the marginals only, it escapes as jpg does and the marginals follow it (measured 6 of 8 seeds,
@@ -107,8 +107,9 @@ def test_two_way_kl_drags_the_joint_head_into_the_trap_at_five_agents(run_algo):
     quick = {"env_id": N_AGENT_TRAP_ID, "num_agents": 5, "init_prob": 0.9, "total_timesteps": 12_800,
              "alpha_start": 1.0, "alpha_end": 1.0, "num_evals": 0, "eval_episodes": 64}
     seeds = range(1, 7)
-    two_way = [run_algo("mi_pg", seed=seed, **quick) for seed in seeds]
-    one_way = [run_algo("mi_pg", seed=seed, kl_to_marginals_only=True, **quick) for seed in seeds]
+    runs = run_many([("mi_pg", {**quick, "seed": seed, "kl_to_marginals_only": one_way})
+                     for one_way in (False, True) for seed in seeds])
+    two_way, one_way = runs[:len(seeds)], runs[len(seeds):]
     assert sum(joint_head_escapes(s) for s in two_way) <= 1, [s["joint_policy"][0] for s in two_way]
     escaped = [s for s in one_way if joint_head_escapes(s)]
     assert len(escaped) >= 3, [s["joint_return_greedy"] for s in one_way]

@@ -30,12 +30,12 @@ def test_every_script_runs_on_the_private_games(run_algo, algo, env_id):
     assert summary["gap_to_centralized_optimum"] >= summary["gap_to_optimum"]
 
 
-def test_mi_pg_beats_ipg_when_a_signal_is_private(run_algo):
+def test_mi_pg_beats_ipg_when_a_signal_is_private(run_seeds):
     """crossed-signal-climbing: the collaborative dimension is the climbing game, and no agent can see the
     signal it must name, so the decentralized optimum is 11 + 2 * 5 / 2 = 16. Measured at the defaults, seeds
     1-4: mi_pg 15.9-16.1, ipg 10.9-11.0 (trapped in climbing, guessing the signal)."""
-    mi = [run_algo("mi_pg", env_id="crossed-signal-climbing", seed=s) for s in range(1, 5)]
-    ind = [run_algo("ipg", env_id="crossed-signal-climbing", seed=s) for s in range(1, 5)]
+    mi = run_seeds("mi_pg", range(1, 5), env_id="crossed-signal-climbing")
+    ind = run_seeds("ipg", range(1, 5), env_id="crossed-signal-climbing")
     greedy = {name: [r["decentralized_return_greedy"] for r in runs] for name, runs in (("mi", mi), ("ipg", ind))}
     sampled = {name: [r["decentralized_return_sampled"] for r in runs] for name, runs in (("mi", mi), ("ipg", ind))}
     assert min(greedy["mi"]) > 15.0 and max(greedy["ipg"]) < 13.0, greedy
@@ -45,10 +45,10 @@ def test_mi_pg_beats_ipg_when_a_signal_is_private(run_algo):
     assert min(sampled["mi"]) > 15.0 and min(sampled["ipg"]) > 10.0, sampled
 
 
-def test_mackrl_controller_cannot_use_the_private_signals(run_algo):
+def test_mackrl_controller_cannot_use_the_private_signals(run_seeds):
     """If MACKRL's pair controller read the signals it could name them and approach the centralized optimum 21;
     reading common knowledge only, it stays at the decentralized optimum 16 (measured 15.9-16.1, seeds 1-4)."""
-    runs = [run_algo("mackrl", env_id="crossed-signal-climbing", seed=s) for s in (1, 2)]
+    runs = run_seeds("mackrl", (1, 2), env_id="crossed-signal-climbing")
     greedy = [r["decentralized_return_greedy"] for r in runs]
     assert max(greedy) < 16.6, greedy
     # and it does reach the decentralized optimum: its sampled return is 16.0-16.1 (measured); an untrained MACKRL's
@@ -57,11 +57,11 @@ def test_mackrl_controller_cannot_use_the_private_signals(run_algo):
     assert min(sampled) > 15.0, sampled
 
 
-def test_mi_pg_names_its_own_signal(run_algo):
+def test_mi_pg_names_its_own_signal(run_seeds):
     """signal-climbing: the decentralized optimum 21 = climbing's 11 + both agents naming their own signal.
     Measured at the defaults (--ent-coef 0.1), seeds 1-10: 21 on 8 of them, 18.4-18.5 on seeds 3 and 8 (one
     agent settled on a fixed guess). With --ent-coef 0.01 it was 0 of 10 (16-18.5), which is why 0.1 is
     mi_pg's default; ipg names its signal but stays trapped in climbing (15.5-17, seeds 1-3)."""
-    returns = [run_algo("mi_pg", env_id="signal-climbing", seed=s)["decentralized_return_greedy"] for s in range(1, 7)]
+    returns = [r["decentralized_return_greedy"] for r in run_seeds("mi_pg", range(1, 7), env_id="signal-climbing")]
     assert sum(value > 20.75 for value in returns) >= 4, returns
     assert min(returns) > 18.0, returns  # at worst one agent guesses: 11 + 5 + 2.5

@@ -64,11 +64,10 @@ def theorem1_gaps(summary) -> tuple[np.ndarray, tuple]:
     return gaps, (int(q0.argmax()), int(q1.argmax()))
 
 
-def test_coordination_q_jt_matches_the_payoff(run_algo):
+def test_coordination_q_jt_matches_the_payoff(run_seeds):
     """Tolerance: max |Q_jt - payoff| < 1.0 on every seed (measured: < 0.01 on seeds 1-8)."""
     greedy_optimal = 0
-    for seed in SEEDS:
-        summary = run_algo("qtran", env_id="coordination-2x2", seed=seed, **UNIFORM)
+    for seed, summary in zip(SEEDS, run_seeds("qtran", SEEDS, env_id="coordination-2x2", **UNIFORM)):
         assert np.abs(np.array(summary["q_jt"][0]) - np.array(COORDINATION_2X2)).max() < 1.0, (seed, summary["q_jt"])
         assert summary["joint_return_greedy"] == 10.0
         _, u_bar = theorem1_gaps(summary)
@@ -76,7 +75,7 @@ def test_coordination_q_jt_matches_the_payoff(run_algo):
     assert greedy_optimal >= len(SEEDS) - 1  # measured: 8 of 8 seeds (1-8)
 
 
-def test_qtran_3x3_decentralized_greedy_reaches_8(run_algo):
+def test_qtran_3x3_decentralized_greedy_reaches_8(run_seeds):
     """The paper's Table 1 game, where VDN and QMIX cannot represent Q_jt: QTRAN's agents find (A, A) = 8.
 
     Measured with these settings on seeds 1-8: 7 of 8 reach 8, Q_jt within 0.01 of the payoff. Seed 8 fails in
@@ -86,8 +85,7 @@ def test_qtran_3x3_decentralized_greedy_reaches_8(run_algo):
     # Counted, not asserted per seed: the stall above happens to some initializations, and a CPU with other
     # floating-point kernels turns a seed into a different initialization.
     fitted, successes = [], 0
-    for seed in SEEDS:
-        summary = run_algo("qtran", env_id="qtran-3x3", seed=seed, **UNIFORM)
+    for seed, summary in zip(SEEDS, run_seeds("qtran", SEEDS, env_id="qtran-3x3", **UNIFORM)):
         if np.abs(np.array(summary["q_jt"][0]) - np.array(QTRAN_3X3)).max() < 1.0:
             gaps, u_bar = theorem1_gaps(summary)
             # Theorem 1's conditions, which L_opt and L_nopt enforce: gap 0 at u_bar, >= 0 elsewhere
@@ -98,13 +96,12 @@ def test_qtran_3x3_decentralized_greedy_reaches_8(run_algo):
     assert successes >= len(SEEDS) - 1  # seeds 1-4: measured 4 of 4
 
 
-def test_td_target_bootstraps_from_the_next_round_and_stops_at_the_end(run_algo):
+def test_td_target_bootstraps_from_the_next_round_and_stops_at_the_end(run_seeds):
     """T = 2: Q_jt(round 0, a) = payoff[a] + gamma * Q_jt(round 1, u_bar') = payoff[a] + 0.99 * 10, and the last
     round is terminal, Q_jt(round 1, a) = payoff[a]. Tolerance 0.5 (measured: max error < 0.12 on seeds 1-3)."""
     payoff = np.array(COORDINATION_2X2)
-    for seed in (1, 2):
-        summary = run_algo("qtran", env_id="coordination-2x2", episode_length=2, seed=seed, start_e=1.0, end_e=1.0,
-                           total_timesteps=2 * 128 * 200, target_network_frequency=25)
+    for summary in run_seeds("qtran", (1, 2), env_id="coordination-2x2", episode_length=2, start_e=1.0, end_e=1.0,
+                             total_timesteps=2 * 128 * 200, target_network_frequency=25):
         assert np.abs(np.array(summary["q_jt"][0]) - (payoff + 0.99 * 10.0)).max() < 0.5, summary["q_jt"]
         assert np.abs(np.array(summary["q_jt"][1]) - payoff).max() < 0.5, summary["q_jt"]
         assert summary["decentralized_return_greedy"] == 20.0

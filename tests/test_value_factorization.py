@@ -38,7 +38,7 @@ def test_the_ordering_predicate_can_hold():
 
 # ============================ representability on coordination-2x2 ============================
 @pytest.mark.parametrize("algo", ["vdn", "qmix"])
-def test_monotonic_q_tot_cannot_order_the_2x2_payoff(run_algo, algo):
+def test_monotonic_q_tot_cannot_order_the_2x2_payoff(run_seeds, algo):
     """Uniform data: the learned Q_tot puts (1,1) on top but ranks (0,0) no higher than the -5 mix-ups."""
     payoff = resolve_payoff("coordination-2x2")
     # the best fits to uniform data within each class (least squares):
@@ -48,8 +48,7 @@ def test_monotonic_q_tot_cannot_order_the_2x2_payoff(run_algo, algo):
     best_fit = additive if algo == "vdn" else np.array([[-10 / 3, -10 / 3], [-10 / 3, 10.0]])
     # qmix's two-layer hypernetworks fit more slowly: 250 gradient steps, not 125
     budget = {**FAST, "total_timesteps": 32_000} if algo == "qmix" else FAST
-    for seed in SEEDS:
-        summary = run_algo(algo, env_id="coordination-2x2", seed=seed, **budget, **UNIFORM)
+    for seed, summary in zip(SEEDS, run_seeds(algo, SEEDS, env_id="coordination-2x2", **budget, **UNIFORM)):
         q_tot = np.array(summary["q_tot"][0])
         assert not keeps_payoff_order_2x2(q_tot), (seed, q_tot)
         # monotonicity forces it exactly: (1,1) above (0,1) means Q_1(1) >= Q_1(0), hence Q_tot(1,0) >= Q_tot(0,0)
@@ -75,11 +74,10 @@ def test_without_the_abs_the_mixer_fits_the_2x2_payoff(run_algo, monkeypatch):
 
 
 @pytest.mark.parametrize("algo", ["vdn", "qmix"])
-def test_qtran_game_settles_on_the_zero_block(run_algo, algo):
+def test_qtran_game_settles_on_the_zero_block(run_seeds, algo):
     """QTRAN's game (Son et al., 2019): vdn and qmix learn to play the payoff-0 block, not the 8."""
     greedy = []
-    for seed in SEEDS:
-        summary = run_algo(algo, env_id="qtran-3x3", seed=seed, **FAST)
+    for seed, summary in zip(SEEDS, run_seeds(algo, SEEDS, env_id="qtran-3x3", **FAST)):
         greedy.append(summary["decentralized_return_greedy"])
         q_tot = np.array(summary["q_tot"][0])
         # the 8 is valued like its -12 neighbours or worse (measured: -10.6 to -25 on seeds 1-8)
@@ -135,16 +133,16 @@ def test_q_tot_tables_match_the_mixers_cell_by_cell():
 
 
 # ============================ independent Q-learning ============================
-def test_iql_on_the_2x2_game(run_algo):
+def test_iql_on_the_2x2_game(run_seeds):
     # measured: 10 on seeds 1-8 (annealed epsilon sees enough of (1,1) to value it)
-    greedy = [run_algo("iql", env_id="coordination-2x2", seed=s, **FAST)["decentralized_return_greedy"] for s in SEEDS]
+    greedy = [s["decentralized_return_greedy"] for s in run_seeds("iql", SEEDS, env_id="coordination-2x2", **FAST)]
     assert greedy.count(10.0) >= 3, greedy
 
 
-def test_iql_misses_the_climbing_optimum(run_algo):
+def test_iql_misses_the_climbing_optimum(run_seeds):
     # measured: 5 on 7 of 8 seeds, 6 on one (7 on seeds 1-5 with the default 64k steps), never 11:
     # while the partner explores, action 0 (11 with -30 mix-ups) is worth less than the safe actions
-    greedy = [run_algo("iql", env_id="climbing", seed=s, **FAST)["decentralized_return_greedy"] for s in SEEDS]
+    greedy = [s["decentralized_return_greedy"] for s in run_seeds("iql", SEEDS, env_id="climbing", **FAST)]
     assert greedy.count(11.0) <= 1, greedy
     assert min(greedy) >= 5.0, greedy  # nor do they miscoordinate into the -30 cells
 
