@@ -4,6 +4,7 @@ spread over the machine's cores (the statistical tests train one run per seed)."
 import importlib
 import multiprocessing
 import os
+import subprocess
 import sys
 import tempfile
 from concurrent.futures import ProcessPoolExecutor
@@ -68,3 +69,26 @@ def run_seeds(run_many):
         return run_many([(algo, {**overrides, "seed": seed}) for seed in seeds])
 
     return run
+
+
+@pytest.fixture(scope="session")
+def script_help():
+    """script_help("qmix") -> what `python algos/qmix.py --help` prints, after checking that it exits 0. The first
+    call starts every script's --help at once (each process pays torch's import); later calls read the results."""
+    processes, texts = {}, {}
+
+    def get(script: str) -> str:
+        if not processes:
+            for path in sorted((ROOT / "algos").glob("[!_]*.py")):
+                processes[path.stem] = subprocess.Popen([sys.executable, str(path), "--help"], cwd=ROOT, text=True,
+                                                        stdout=subprocess.PIPE, stderr=subprocess.PIPE)
+        if script not in texts:
+            out, err = processes[script].communicate(timeout=180)
+            assert processes[script].returncode == 0, (script, err)
+            texts[script] = out
+        return texts[script]
+
+    yield get
+    for process in processes.values():
+        process.kill()
+        process.communicate()

@@ -216,11 +216,9 @@ def test_cli_reports_errors_without_a_traceback():
 
 
 @pytest.mark.parametrize("script", ["mi_pg", "ipg"])
-def test_cli_help(script):
-    result = subprocess.run([sys.executable, f"algos/{script}.py", "--help"], cwd=ROOT,
-                            capture_output=True, text=True, timeout=120, check=False)
-    assert result.returncode == 0, result.stderr
-    assert "--init-prob" in result.stdout and "--env-id" in result.stdout
+def test_cli_help(script_help, script):
+    out = script_help(script)
+    assert "--init-prob" in out and "--env-id" in out
 
 
 @pytest.mark.skipif(importlib.util.find_spec("wandb") is not None, reason="wandb is installed here")

@@ -1,8 +1,6 @@
 """QTRAN-base (algos/qtran.py): the loss terms by hand, what it learns on the matrix games, and the plumbing."""
 
 import re
-import subprocess
-import sys
 from pathlib import Path
 
 import numpy as np
@@ -157,9 +155,6 @@ def test_custom_three_agents_repeated_game_and_save_model(run_algo, tmp_path):
     assert all(key.startswith(("torso.", "heads.")) for key in state_dict)  # the utilities only, no Q_jt or V_jt
 
 
-def test_cli_help():
-    script = Path(__file__).parents[1] / "algos" / "qtran.py"
-    command = [sys.executable, str(script), "--help"]
-    result = subprocess.run(command, check=False, capture_output=True, text=True, timeout=60)
-    assert result.returncode == 0, result.stderr
-    assert "--lambda-opt" in result.stdout and "--lambda-nopt" in result.stdout
+def test_cli_help(script_help):
+    out = script_help("qtran")
+    assert "--lambda-opt" in out and "--lambda-nopt" in out
