@@ -37,11 +37,12 @@ from envs import make_vec_env
 class Args:
     # Algorithm-specific arguments
     preset: Literal["none", "epymarl"] = "none"
-    """epymarl: EPyMARL's configuration of IQL (its v1.0.0 iql.yaml; the dict EPYMARL below): one gradient step per
-    episode collected (8 games, 8 gradient steps per round), 32-episode batches, lr 3e-4, a 128-unit torso, Double-Q,
-    a target copy every 200 steps, a buffer of 5,000 episodes, epsilon 1 -> 0.05 over the first 200,000 env steps,
-    standardized rewards, and the time limit as a terminal state (--time-limit-terminal). It replaces the defaults of
-    those fields; a field given a value other than its default keeps that value"""
+    """epymarl: EPyMARL's configuration of IQL in the 2021 code behind its paper (iql.yaml; the dict EPYMARL below):
+    one gradient step per episode collected (8 games, 8 gradient steps per round), 32-episode batches, lr 5e-4,
+    Double-Q, a target copy every 200 steps, a buffer of 5,000 episodes, epsilon 1 -> 0.05 over the first 50,000 env
+    steps, rewards standardized by each batch's statistics, and the time limit as a terminal state
+    (--time-limit-terminal). It replaces the defaults of those fields; a field given a value other than its default
+    keeps that value"""
     learning_rate: float = 5e-3
     """Adam learning rate"""
     buffer_size: int = 4096
@@ -75,13 +76,13 @@ class Args:
     """maximum norm for gradient clipping"""
     # >>> shared:epymarl_flags (iql, vdn, qmix; tests/test_shared_blocks.py keeps the copies identical)
     standardize_rewards: bool = False
-    """if toggled, the TD targets use rewards standardized by a running mean and std of every sampled reward
-    (EPyMARL's standardise_rewards). Subtracting the mean is harmless where every episode ends by a time limit
-    (simple_spread); where episodes really end (the matrix games) it changes what is optimal, so it is off by
+    """if toggled, the TD targets use standardized rewards, (r - mean) / std (EPyMARL's standardise_rewards; which
+    mean and std: --reward-standardization). Subtracting the mean is harmless where every episode ends by a time
+    limit (simple_spread); where episodes really end (the matrix games) it changes what is optimal, so it is off by
     default"""
-    reward_standardization: Literal["running", "batch"] = "running"
-    """with --standardize-rewards, whose mean and std: running (every reward sampled so far, as EPyMARL v1.0.0 does)
-    or batch (each sampled batch's own, as EPyMARL's 2021 code behind its paper does)"""
+    reward_standardization: Literal["batch", "running"] = "batch"
+    """with --standardize-rewards, whose mean and std: batch (each sampled batch's own, as EPyMARL's 2021 code behind
+    its paper does) or running (every reward sampled so far, as EPyMARL v1.0.0 does)"""
     time_limit_terminal: bool = False
     """if toggled, a time limit (simple_spread's 25 steps) is a terminal state: the last step's TD target is its bare
     reward. Off (the default): bootstrap from the final observation, since the limit is not part of the task and the
@@ -197,19 +198,19 @@ def linear_schedule(start_e: float, end_e: float, duration: float, step: int) ->
     return start_e + progress * (end_e - start_e)
 
 
-# --preset epymarl: EPyMARL's iql.yaml on top of its default.yaml (Papoudakis et al., 2021), in this script's terms,
-# as of EPyMARL v1.0.0 (2024): lr 3e-4, 128 units, epsilon over 200,000 steps. The 2021 code behind the paper's
-# numbers has none of these in iql.yaml, so there IQL ran at default.yaml's lr 5e-4 and 64 units with epsilon over
-# 50,000 steps, as QMIX and VDN. EPyMARL collects one episode, then takes one gradient step on 32 stored episodes; 8
-# games with 8 gradient steps per round keep that ratio of gradient steps to episodes. Not reproduced: v1.0.0
-# iql.yaml's recurrent agents (use_rnn: True; the 2021 file: False); ours are feed-forward.
+# --preset epymarl: EPyMARL's iql.yaml on top of its default.yaml in the 2021 code behind the paper's numbers
+# (Papoudakis et al., 2021), in this script's terms: default.yaml's lr 5e-4 and 64 units (this script's default
+# width), epsilon over 50,000 steps, as QMIX and VDN, and each batch standardized by its own statistics (the
+# default --reward-standardization). EPyMARL v1.0.0 (2024) changed iql.yaml to lr 3e-4, 128 units, epsilon over
+# 200,000 steps, recurrent agents, and running statistics; those are not the paper's. EPyMARL collects one episode,
+# then takes one gradient step on 32 stored episodes; 8 games with 8 gradient steps per round keep that ratio of
+# gradient steps to episodes. Its agents are feed-forward (the 2021 iql.yaml: use_rnn: False), as ours.
 # EPyMARL's MPE runs treat the 25-step time limit as a terminal state: its gym wrapper returns no episode_limit flag,
 # so the runner marks the last step terminated (gymma.py and episode_runner.py, in the 2021 code and in v1.0.0).
-EPYMARL = {"num_envs": 8, "train_frequency": 1, "gradient_steps": 8, "batch_size": 32, "learning_rate": 3e-4,
-           "hidden_size": 128, "target_network_frequency": 200, "buffer_size": 5000, "standardize_rewards": True,
-           "double_q": True,
+EPYMARL = {"num_envs": 8, "train_frequency": 1, "gradient_steps": 8, "batch_size": 32, "learning_rate": 5e-4,
+           "target_network_frequency": 200, "buffer_size": 5000, "standardize_rewards": True, "double_q": True,
            "time_limit_terminal": True}
-EPYMARL_EPSILON_STEPS = 200000  # epsilon_anneal_time
+EPYMARL_EPSILON_STEPS = 50000  # epsilon_anneal_time
 
 
 # >>> shared:apply_preset (iql, vdn, qmix; tests/test_shared_blocks.py keeps the copies identical)
@@ -247,11 +248,11 @@ def check_args(args: Args) -> None:
             raise ValueError(f"--{flag.replace('_', '-')} must be > 0, got {getattr(args, flag)}")
     if args.learning_starts < 0:
         raise ValueError(f"--learning-starts must be >= 0, got {args.learning_starts}")
-    if args.reward_standardization not in ("running", "batch"):
-        raise ValueError(f"--reward-standardization must be running or batch, got {args.reward_standardization!r}")
-    if args.reward_standardization != "running" and not args.standardize_rewards:
-        raise ValueError("--reward-standardization batch needs --standardize-rewards (without it, rewards are used as"
-                         " they are)")
+    if args.reward_standardization not in ("batch", "running"):
+        raise ValueError(f"--reward-standardization must be batch or running, got {args.reward_standardization!r}")
+    if args.reward_standardization == "running" and not args.standardize_rewards:
+        raise ValueError("--reward-standardization running needs --standardize-rewards (without it, rewards are used"
+                         " as they are)")
 
 
 def train(args: Args) -> dict:

@@ -43,9 +43,10 @@ class Args:
     preset: Literal["none", "epymarl"] = "none"
     """epymarl: EPyMARL's configuration of QMIX (qmix.yaml; the dict EPYMARL below): one gradient step per episode
     collected (8 games, 8 gradient steps per round), 32-episode batches, lr 5e-4, Double-Q, a target copy every 200
-    steps, a buffer of 5,000 episodes, epsilon 1 -> 0.05 over the first 50,000 env steps, standardized rewards, the
-    time limit as a terminal state (--time-limit-terminal). It replaces the defaults of those fields; a field given a
-    value other than its default keeps that value"""
+    steps, a buffer of 5,000 episodes, epsilon 1 -> 0.05 over the first 50,000 env steps, rewards standardized by
+    each batch's statistics (the default --reward-standardization), the time limit as a terminal state
+    (--time-limit-terminal). It replaces the defaults of those fields; a field given a value other than its default
+    keeps that value"""
     learning_rate: float = 5e-3
     """Adam learning rate"""
     buffer_size: int = 4096
@@ -79,13 +80,13 @@ class Args:
     """maximum norm for gradient clipping"""
     # >>> shared:epymarl_flags (iql, vdn, qmix; tests/test_shared_blocks.py keeps the copies identical)
     standardize_rewards: bool = False
-    """if toggled, the TD targets use rewards standardized by a running mean and std of every sampled reward
-    (EPyMARL's standardise_rewards). Subtracting the mean is harmless where every episode ends by a time limit
-    (simple_spread); where episodes really end (the matrix games) it changes what is optimal, so it is off by
+    """if toggled, the TD targets use standardized rewards, (r - mean) / std (EPyMARL's standardise_rewards; which
+    mean and std: --reward-standardization). Subtracting the mean is harmless where every episode ends by a time
+    limit (simple_spread); where episodes really end (the matrix games) it changes what is optimal, so it is off by
     default"""
-    reward_standardization: Literal["running", "batch"] = "running"
-    """with --standardize-rewards, whose mean and std: running (every reward sampled so far, as EPyMARL v1.0.0 does)
-    or batch (each sampled batch's own, as EPyMARL's 2021 code behind its paper does)"""
+    reward_standardization: Literal["batch", "running"] = "batch"
+    """with --standardize-rewards, whose mean and std: batch (each sampled batch's own, as EPyMARL's 2021 code behind
+    its paper does) or running (every reward sampled so far, as EPyMARL v1.0.0 does)"""
     time_limit_terminal: bool = False
     """if toggled, a time limit (simple_spread's 25 steps) is a terminal state: the last step's TD target is its bare
     reward. Off (the default): bootstrap from the final observation, since the limit is not part of the task and the
@@ -314,11 +315,11 @@ def check_args(args: Args) -> None:
         raise ValueError(f"--hypernet-layers must be 1 or 2, got {args.hypernet_layers}")
     if args.learning_starts < 0:
         raise ValueError(f"--learning-starts must be >= 0, got {args.learning_starts}")
-    if args.reward_standardization not in ("running", "batch"):
-        raise ValueError(f"--reward-standardization must be running or batch, got {args.reward_standardization!r}")
-    if args.reward_standardization != "running" and not args.standardize_rewards:
-        raise ValueError("--reward-standardization batch needs --standardize-rewards (without it, rewards are used as"
-                         " they are)")
+    if args.reward_standardization not in ("batch", "running"):
+        raise ValueError(f"--reward-standardization must be batch or running, got {args.reward_standardization!r}")
+    if args.reward_standardization == "running" and not args.standardize_rewards:
+        raise ValueError("--reward-standardization running needs --standardize-rewards (without it, rewards are used"
+                         " as they are)")
 
 
 def train(args: Args) -> dict:

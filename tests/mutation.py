@@ -103,7 +103,7 @@ def batch_standardization_ignored(script: str) -> Mutation:
 def rewards_not_standardized(script: str) -> Mutation:
     return Mutation(f"{script}-rewards-not-standardized", script, "--standardize-rewards updates the statistics only",
                     "b_rewards = reward_stats.standardize(b_rewards)", "b_rewards = b_rewards",
-                    T("test_replay_options.py", f"test_standardized_rewards_reach_the_targets[{script}]"))
+                    T("test_replay_options.py", f"test_standardized_rewards_reach_the_targets[{script}-running]"))
 
 
 def final_value_dropped(script: str) -> Mutation:

@@ -52,13 +52,15 @@ def test_running_mean_std_matches_numpy():
         np.testing.assert_allclose(stats.standardize(torch.tensor(seen)).std(unbiased=False).item(), 1.0, atol=1e-3)
 
 
+@pytest.mark.parametrize("mode", ["batch", "running"])
 @pytest.mark.parametrize("module", MODULES, ids=IDS)
-def test_standardized_rewards_reach_the_targets(module):
+def test_standardized_rewards_reach_the_targets(module, mode):
     # the flat game pays 1 for every joint action, in one real round: Q learns 1 from the plain reward
     # (tests/test_time_limits.py, same game and budget); standardized, that reward is 0 (it is its own mean), so Q
-    # learns about 0
+    # learns about 0, with either statistics
     standardized = learned_values(module, module.train(module.Args(**QUICK, total_timesteps=16000,
-                                                                   standardize_rewards=True)))
+                                                                   standardize_rewards=True,
+                                                                   reward_standardization=mode)))
     assert standardized.abs().max() < 0.2, standardized
 
 
@@ -120,7 +122,8 @@ def test_reward_standardization_batch_uses_each_batchs_own_statistics(module, mo
 
 @pytest.mark.parametrize("module", MODULES, ids=IDS)
 def test_reward_standardization_needs_the_flag(module):
-    with pytest.raises(ValueError, match="--reward-standardization batch needs --standardize-rewards"):
-        module.check_args(module.Args(reward_standardization="batch"))
-    with pytest.raises(ValueError, match="--reward-standardization must be running or batch"):
+    with pytest.raises(ValueError, match="--reward-standardization running needs --standardize-rewards"):
+        module.check_args(module.Args(reward_standardization="running"))
+    assert module.Args(standardize_rewards=True).reward_standardization == "batch"  # the paper's code, the default
+    with pytest.raises(ValueError, match="--reward-standardization must be batch or running"):
         module.check_args(module.Args(standardize_rewards=True, reward_standardization="mean"))
