@@ -91,8 +91,9 @@ class Args:
     clip_coef: float = 0.2
     """PPO's clipping epsilon for pi_mix's ratio; only used with --update-epochs > 1"""
     kl_to_marginals_only: bool = False
-    """if toggled, the KL's gradient reaches the marginal heads only (pi_jt detached inside the KL: the joint head is
-    distilled into the marginals and never pulled towards their product). Default off: the proposal's two-way KL.
+    """if toggled, the KL's gradient reaches the marginal heads and the torso they share with the joint head, never the
+    joint head's own layers (pi_jt detached inside the KL: the joint head is distilled into the marginals and not
+    pulled towards their product). Default off: the proposal's two-way KL.
     On the N-agent trap the two-way KL drags the joint head into the trap from N = 5 on (docs/results.md, "MI-PG past
     four agents")"""
     joint_head: Literal["exact", "autoregressive"] = "exact"
