@@ -15,25 +15,24 @@ import pytest
 ROOT = Path(__file__).resolve().parents[1]
 
 
+def train(algo: str, overrides: dict) -> dict:
+    """One quiet run of algos/{algo}.py with these Args fields, in the current directory; its summary."""
+    module = importlib.import_module(f"algos.{algo}")
+    return module.train(module.Args(quiet=True, **overrides))
+
+
 @pytest.fixture
 def run_algo(tmp_path, monkeypatch):
     """run_algo("mi_pg", env_id="climbing", seed=3) -> the summary dict; logs go to a temp runs/."""
     monkeypatch.chdir(tmp_path)
-
-    def run(algo: str, **overrides) -> dict:
-        module = importlib.import_module(f"algos.{algo}")
-        return module.train(module.Args(quiet=True, **overrides))
-
-    return run
+    return lambda algo, **overrides: train(algo, overrides)
 
 
 def train_in(run_dir: str, algo: str, overrides: dict) -> dict:
-    """One run in a worker process, in its own directory: what run_algo(algo, **overrides) returns."""
-    if str(ROOT) not in sys.path:
-        sys.path.insert(0, str(ROOT))
+    """One run in a worker process, in its own directory: what run_algo(algo, **overrides) returns. (The worker
+    found this function by importing tests.conftest, so the repository is already on its sys.path.)"""
     os.chdir(run_dir)
-    module = importlib.import_module(f"algos.{algo}")
-    return module.train(module.Args(quiet=True, **overrides))
+    return train(algo, overrides)
 
 
 @pytest.fixture(scope="session")
