@@ -116,7 +116,8 @@ class Args:
     """if toggled, print nothing (no progress lines, no final summary)"""
     env_id: str = "coordination-2x2"
     """the game: coordination-2x2, climbing, penalty, qtran-3x3, custom (with --payoff), n-agent-trap (with
-    --num-agents, --num-actions), signal-climbing, crossed-signal-climbing, simple_spread (MPE)"""
+    --num-agents, --num-actions), signal-climbing, crossed-signal-climbing, simple_spread (MPE,
+    mpe2's physics), simple_spread_v2 (MPE, the original physics, as in EPyMARL; envs/mpe.py)"""
     payoff: str | None = None
     """with --env-id custom: the payoff as a JSON nested list, one axis per agent, e.g. '[[1,0],[0,1]]'"""
     penalty_k: float = -100.0
@@ -418,7 +419,7 @@ def check_common_args(args) -> None:
             f" (--num-envs x --episode-length = {steps_per_update})"
         )
     if args.capture_video and not hasattr(game, "record_episodes"):
-        raise ValueError(f"--capture-video draws MPE games only (--env-id simple_spread), not {args.env_id}")
+        raise ValueError(f"--capture-video draws MPE games only (--env-id simple_spread or simple_spread_v2), not {args.env_id}")
     if args.track:
         try:
             import wandb  # noqa: F401

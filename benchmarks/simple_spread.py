@@ -11,6 +11,8 @@ benchmarks/figures.py plots.
     python benchmarks/simple_spread.py --protocol epymarl      # the paper's budgets: 20M on-policy, 2M off-policy, 5 seeds
                                                                # (and iql, vdn, qmix, maddpg with --preset epymarl)
     python benchmarks/simple_spread.py --algos mi_pg ipg --seeds 2 --total-timesteps 500000
+    python benchmarks/simple_spread.py --protocol epymarl --env-id simple_spread_v2   # the original MPE's physics,
+                                                               # the paper's game (envs/mpe.py, "Two versions")
     python benchmarks/simple_spread.py --report-only           # rebuild the Markdown from the JSON
     python benchmarks/simple_spread.py --ray-address auto      # on a running Ray cluster (docs/sweeps.md)
 
@@ -41,15 +43,16 @@ from benchmarks.sweep import (
     run_from_args,
     variants,
 )
-from envs import BatchedMPE, make_mpe_env
+from envs import MPE_ENV_IDS, BatchedMPE, make_mpe_env
 
-ENV_ID = "simple_spread"
+ENV_ID = "simple_spread"  # the default game: mpe2's physics; simple_spread_v2 is the original MPE's (the paper's)
 
 # Papoudakis et al. (2021), "Benchmarking Multi-Agent Deep Reinforcement Learning Algorithms in Cooperative Tasks"
 # (NeurIPS Datasets and Benchmarks; EPyMARL), Table 3, MPE Spread, parameter sharing: the maximum over training
 # of the mean greedy-evaluation return, mean +- 95% CI over 5 seeds; 2M env steps for off-policy methods,
 # 20M for on-policy ones. Read from a secondary copy of the table (which says it was taken from the arXiv HTML
-# rendering), not from the paper itself: check before citing. The algorithms this project also has:
+# rendering), not from the paper itself: check before citing. The paper ran the original MPE's physics, which
+# --env-id simple_spread_v2 simulates (envs/mpe.py). The algorithms this project also has:
 PUBLISHED = {"qmix": (-126.62, 2.96), "vdn": (-131.03, 1.85), "iql": (-132.63, 2.22), "mappo": (-133.54, 3.08),
              "ippo": (-133.86, 3.67), "maddpg": (-141.70, 1.74), "coma": (-204.31, 6.30)}
 IPPO = "mappo:independent_critic=True"  # this project's IPPO: algos/mappo.py with a per-agent critic V(o_i)
@@ -141,11 +144,11 @@ def cell(runs: list[dict], key: str, best: bool) -> str:
 def table(results: list[dict], algos: list[str]) -> str:
     """One row per variant: returns as mean ± 95% CI over seeds, the maximum over training (the paper's measure)
     and the final evaluation, on our scale and on the paper's."""
-    lines = [("| algorithm | env steps | seeds | greedy, max (final) | sampled, max (final) | EPyMARL scale: greedy "
+    lines = [("| algorithm | game | env steps | seeds | greedy, max (final) | sampled, max (final) | EPyMARL scale: greedy "
               "max | sampled max | published | colliding pair-steps | s / run | env steps/s |"),
-             "|---|---|---|---|---|---|---|---|---|---|---|"]
-    for algo in algos:
-        runs = [r["summary"] for r in results if r["algo"] == algo]
+             "|---|---|---|---|---|---|---|---|---|---|---|---|"]
+    for algo, env_id in dict.fromkeys((r["algo"], r["env_id"]) for r in results if r["algo"] in algos):
+        runs = [r["summary"] for r in results if (r["algo"], r["env_id"]) == (algo, env_id)]
         greedy, sampled = executed(runs[0])
         pairs = [f"{cell(runs, key, True)} ({cell(runs, key, False)})" if key else "n/a" for key in (greedy, sampled)]
         theirs = [cell(runs, f"epymarl_return/{key}", True) if key else "n/a" for key in (greedy, sampled)]
@@ -154,7 +157,7 @@ def table(results: list[dict], algos: list[str]) -> str:
         steps = runs[0]["env_steps"]
         collisions = statistics.mean(summary[f"colliding_pair_steps/{greedy}"] for summary in runs)
         lines.append(
-            f"| {algo} | {steps:,} | {len(runs)} | {pairs[0]} "
+            f"| {algo} | {env_id} | {steps:,} | {len(runs)} | {pairs[0]} "
             f"| {pairs[1]} | {theirs[0]} | {theirs[1]} | {'' if paper is None else f'{paper[0]:.1f} ± {paper[1]:.1f}'} "
             f"| {collisions:.1f} | {wall:.0f} | {steps / wall:,.0f} |")
     return "\n".join(lines)
@@ -167,12 +170,13 @@ def report(saved: dict) -> str:
               f"(decentralized; jpg: joint) evaluated on {EVAL_EPISODES} episodes every {EVAL_INTERVAL:,} env steps and "
               f"at the end, greedy and sampled. Each cell: mean ± 95% CI over seeds (Student's t) of the maximum over "
               f"training (the EPyMARL paper's measure) and, in brackets, of the final evaluation. Our scale: the team "
-              f"reward summed over the episode (reference policies: uniform random {saved['reference']['random']:.1f}, "
+              f"reward summed over the episode (reference policies on simple_spread: uniform random {saved['reference']['random']:.1f}, "
               f"always no-op {saved['reference']['noop']:.1f}); EPyMARL scale: the paper's return of the same "
               f"episodes, 3 G - 75 - 2 C with C the colliding pair-steps (envs/mpe.py). Published: Papoudakis et al. "
               f"(2021), Table 3, Spread, parameter sharing, maximum returns, mean ± 95% CI over 5 seeds, 2M env steps "
-              f"off-policy and 20M on-policy (read from a secondary copy of the table; check before citing). "
-              f"{IPPO} is IPPO."),
+              f"off-policy and 20M on-policy (read from a secondary copy of the table; check before citing), measured "
+              f"on the original MPE's physics: game simple_spread_v2 here; simple_spread is mpe2's, where an action "
+              f"moves the agent one step later (envs/mpe.py). {IPPO} is IPPO."),
              "", table(results, algos), ""]
     parts.append(f"Environment speed (random actions, 128 copies, one thread): mpe2 stepped in a loop "
                  f"{speed['mpe2_loop']:,.0f} env steps/s; BatchedMPE {speed['batched_torch']:,.0f} env steps/s.")
@@ -215,6 +219,9 @@ def main():
     parser.add_argument("--seeds", type=int, default=None, help="seeds 1..N (default: the protocol's, 3 or 5)")
     parser.add_argument("--total-timesteps", type=int, default=None,
                         help="env steps of every run (default: the protocol's budget)")
+    parser.add_argument("--env-id", choices=MPE_ENV_IDS, default=ENV_ID,
+                        help="the game: simple_spread (mpe2's physics, the default) or simple_spread_v2 (the original "
+                             "MPE's, on which the paper measured; envs/mpe.py)")
     parser.add_argument("--report-only", action="store_true", help="rebuild the Markdown from the saved JSON")
     parser.add_argument("--out", default=None,
                         help="results path without suffix: OUT.json (every run, saved as it finishes) and OUT.md "
@@ -235,7 +242,7 @@ def main():
     if args.protocol == "epymarl":  # EPyMARL's own configuration where a script has it as a preset (--preset epymarl)
         scripts = [f"{a}:preset=epymarl" if "preset" in args_fields(a.split(":")[0]) else a for a in scripts]
     algos = variants(args, parser, scripts)
-    sweep = make_jobs(algos, [ENV_ID], list(range(1, seeds + 1)),
+    sweep = make_jobs(algos, [args.env_id], list(range(1, seeds + 1)),
                       common=run_flags(args.protocol, args.total_timesteps, args.cuda))
     results, outcome = run_from_args(sweep, args, parser, "benchmarks/simple_spread.py", out)
     budgets = sorted({budget(a, args.protocol, args.total_timesteps) for a in algos})

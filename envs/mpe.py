@@ -21,6 +21,19 @@ EPyMARL's scale: in the original MPE (and EPyMARL's fork of it) agent i's reward
     distinct agents) with the two centres closer than the sum of their sizes, after the step's move, as
     the original ``is_collision``. ``BatchedMPE.episode_collisions`` counts C since the last reset;
     tests/test_epymarl_scale.py checks it against mpe2's own ``is_collision`` on rollouts that crowd the agents.
+Two versions of the physics (``--env-id``): ``simple_spread`` is mpe2's, where a step first moves every
+    agent with its old velocity and then updates the velocity (damping, then force / mass * dt), so an action
+    changes the position one step later. ``simple_spread_v2`` is the original MPE's order, which EPyMARL's
+    fork and PettingZoo's ``simple_spread_v2`` keep: the velocity is updated first and the agent moves with
+    the new one, so an action moves it within the same step. PettingZoo moved the position update first in
+    May 2023 (pull request 965, "MPE physical dynamics of agents not coherent with original paper") and
+    renamed the game ``simple_spread_v3``; mpe2 inherited it. Everything else (forces, sizes, observations,
+    rewards, seeds) is the same. Without contact forces the two are the same trajectory one step apart:
+    v2's positions after step t are v3's after step t + 1 for the same actions (tests/test_mpe.py), so an
+    episode of v3 scores the start positions once and never the last ones. The EPyMARL paper's numbers
+    were measured on the original order; ``simple_spread`` stays the default, the game of mpe2 and of
+    today's PettingZoo users. ``make_mpe_env("simple_spread_v2")`` is mpe2's env with the world's
+    ``integrate_state`` replaced by the original order (``integrate_original``).
 Episode length: any T >= 1 (``--episode-length``), passed to mpe2 as ``max_cycles``; the literature's
     setting is 25, the default here. ``terminate_on_success=False`` (mpe2's default, made explicit) keeps
     every episode exactly T steps long, as the lock-step interface needs: the last step is a truncation
@@ -68,10 +81,12 @@ Speed: mpe2 simulates one world at a time in Python, about 3,000 env steps/s her
 
 from __future__ import annotations
 
+import types
+
 import numpy as np
 import torch
 
-MPE_ENV_IDS = ("simple_spread",)
+MPE_ENV_IDS = ("simple_spread", "simple_spread_v2")  # mpe2's physics, the original MPE's
 N_AGENTS = 3
 DEFAULT_EPISODE_LENGTH = 25  # the MPE papers' max_cycles
 
@@ -90,7 +105,7 @@ def make_mpe_env(env_id: str = "simple_spread", episode_length: int = DEFAULT_EP
     # imported here: mpe2 (and pygame, which it imports) is only needed when an MPE game is asked for
     from mpe2 import simple_spread_v3
 
-    return simple_spread_v3.parallel_env(
+    env = simple_spread_v3.parallel_env(
         N=N_AGENTS,
         local_ratio=0.0,  # reward = the global (team) reward only
         max_cycles=episode_length,
@@ -98,6 +113,23 @@ def make_mpe_env(env_id: str = "simple_spread", episode_length: int = DEFAULT_EP
         terminate_on_success=False,  # fixed-length episodes, for lock-step batching
         render_mode=render_mode,
     )
+    if env_id == "simple_spread_v2":
+        world = env.unwrapped.world  # built once by mpe2; reset only moves its entities
+        world.integrate_state = types.MethodType(integrate_original, world)
+    return env
+
+
+def integrate_original(world, p_force) -> None:
+    """The original MPE's integration step (module docstring, "Two versions"), as a method of an mpe2 World:
+    damp the velocity and add force / mass * dt first, then move with the new velocity. simple_spread has no
+    speed limit (max_speed is None), which this relies on."""
+    for entity, force in zip(world.entities, p_force):
+        if not entity.movable:
+            continue
+        entity.state.p_vel = entity.state.p_vel * (1 - world.damping)
+        if force is not None:
+            entity.state.p_vel = entity.state.p_vel + force / entity.mass * world.dt
+        entity.state.p_pos = entity.state.p_pos + entity.state.p_vel * world.dt
 
 
 def record_episodes(act, seeds, out_dir, env_id: str = "simple_spread", episode_length: int = DEFAULT_EPISODE_LENGTH):
@@ -137,7 +169,8 @@ class BatchedMPE:
     step(actions (B, N) long) -> (obs, state, rewards (B,), dones (B,) bool)
     All B episodes are in lock-step: after `episode_length` steps every copy is done and the caller resets.
 
-    The physics is mpe2's, written once for the whole batch in float64 torch (module docstring, "Speed");
+    The physics is mpe2's (or the original MPE's order on simple_spread_v2, module docstring), written once for the
+    whole batch in float64 torch (module docstring, "Speed");
     mpe2 itself is the reference that tests/test_mpe.py compares every step against.
     """
 
@@ -155,6 +188,7 @@ class BatchedMPE:
             raise ValueError(f"--num-envs must be an integer >= 1, got {num_envs!r}")
         _check(env_id, episode_length)
         self.name = env_id
+        self.original_dynamics = env_id == "simple_spread_v2"  # module docstring, "Two versions of the physics"
         self.num_envs = num_envs
         self.episode_length = episode_length
         self.device = torch.device(device)
@@ -224,9 +258,12 @@ class BatchedMPE:
         penetration = torch.logaddexp(torch.zeros_like(dist), -(dist - 2 * self.AGENT_SIZE) / k) * k
         push = self.CONTACT_FORCE * delta / dist * penetration
         force = force.index_add(1, self._pair_i, push).index_add(1, self._pair_j, -push)
-        # mpe2's integrator: move with the old velocity, then damp it and add force / mass (mass 1) * dt
-        self.agent_pos = self.agent_pos + self.agent_vel * self.DT
-        self.agent_vel = self.agent_vel * (1 - self.DAMPING) + force * self.DT
+        if self.original_dynamics:  # the original MPE's order: new velocity first, then move with it
+            self.agent_vel = self.agent_vel * (1 - self.DAMPING) + force * self.DT
+            self.agent_pos = self.agent_pos + self.agent_vel * self.DT
+        else:  # mpe2's: move with the old velocity, then damp it and add force / mass (mass 1) * dt
+            self.agent_pos = self.agent_pos + self.agent_vel * self.DT
+            self.agent_vel = self.agent_vel * (1 - self.DAMPING) + force * self.DT
         self._t += 1
         # the team reward (local_ratio = 0): minus, for each landmark, the distance to its nearest agent
         to_landmarks = (self.agent_pos.unsqueeze(2) - self.landmark_pos.unsqueeze(1)).square().sum(-1).sqrt()

@@ -7,14 +7,15 @@ import torch
 from pettingzoo.test import parallel_api_test
 
 import envs
-from envs.mpe import BatchedMPE, make_mpe_env
+from envs.mpe import MPE_ENV_IDS, BatchedMPE, make_mpe_env
 from tests.test_shared_blocks import SCRIPTS
 
 B = 4
 
 
-def test_parallel_api():
-    parallel_api_test(make_mpe_env(episode_length=5), num_cycles=10)
+@pytest.mark.parametrize("env_id", MPE_ENV_IDS)
+def test_parallel_api(env_id):
+    parallel_api_test(make_mpe_env(env_id, episode_length=5), num_cycles=10)
 
 
 def test_interface_attributes():
@@ -27,9 +28,9 @@ def test_interface_attributes():
     assert batched.ends_by_time_limit is True  # the 25-step limit is a truncation, not a terminal state
 
 
-def rollout_separately(seed: int, actions: torch.Tensor, episode_length: int):
+def rollout_separately(seed: int, actions: torch.Tensor, episode_length: int, env_id: str = "simple_spread"):
     """B PettingZoo envs reset with seed + b and stepped one by one: obs, state, per-agent rewards, dones."""
-    copies = [make_mpe_env(episode_length=episode_length) for _ in range(B)]
+    copies = [make_mpe_env(env_id, episode_length) for _ in range(B)]
     first = [env.reset(seed=seed + b)[0] for b, env in enumerate(copies)]
     agents = copies[0].possible_agents
     obs = [np.stack([[o[a] for a in agents] for o in first])]
@@ -62,12 +63,13 @@ def rollout_batched(batched: BatchedMPE, seed, actions: torch.Tensor):
     return torch.stack(all_obs), torch.stack(all_states), torch.stack(all_rewards), torch.stack(all_dones)
 
 
+@pytest.mark.parametrize("env_id", MPE_ENV_IDS)
 @pytest.mark.parametrize("episode_length", [25, 7])
-def test_batched_equals_separate_envs(episode_length):
+def test_batched_equals_separate_envs(episode_length, env_id):
     torch.manual_seed(0)
     actions = torch.randint(5, (episode_length, B, 3))
-    obs, states, rewards, dones = rollout_separately(11, actions, episode_length)
-    b_obs, b_states, b_rewards, b_dones = rollout_batched(BatchedMPE(B, episode_length), 11, actions)
+    obs, states, rewards, dones = rollout_separately(11, actions, episode_length, env_id)
+    b_obs, b_states, b_rewards, b_dones = rollout_batched(BatchedMPE(B, episode_length, env_id=env_id), 11, actions)
     np.testing.assert_array_equal(b_obs.numpy(), obs)
     np.testing.assert_array_equal(b_states.numpy(), states)  # the reshaped observations are the env's state()
     # the team reward: every agent gets the same number, and the batched env returns it
@@ -78,12 +80,13 @@ def test_batched_equals_separate_envs(episode_length):
     assert dones[:-1].sum() == 0 and dones[-1].all()  # lock-step: all end at the last step, none before
 
 
-def test_collisions_match_mpe2():
+@pytest.mark.parametrize("env_id", MPE_ENV_IDS)
+def test_collisions_match_mpe2(env_id):
     """Agents started on top of each other: the soft-contact forces push them apart exactly as mpe2 does."""
     torch.manual_seed(1)
     actions = torch.randint(5, (25, B, 3))
-    copies = [make_mpe_env() for _ in range(B)]
-    batched = BatchedMPE(B)
+    copies = [make_mpe_env(env_id) for _ in range(B)]
+    batched = BatchedMPE(B, env_id=env_id)
     batched.reset(seed=5)
     # every copy: the three agents within 0.1 of (0.2, -0.3), well inside each other's 0.3 contact distance
     cluster = torch.tensor([[0.2, -0.3], [0.25, -0.28], [0.18, -0.22]], dtype=torch.float64) + 0.01 * torch.arange(
@@ -106,6 +109,31 @@ def test_collisions_match_mpe2():
     # the contact forces did act: the agents no longer overlap (their centres are >= 0.3 apart, give or take)
     pos = batched.agent_pos
     assert (pos[:, 0] - pos[:, 1]).norm(dim=-1).min() > 0.25
+
+
+def test_the_two_physics_are_one_step_apart():
+    """Without contact forces (agents kept apart), simple_spread_v2's positions after step t are simple_spread's
+    (mpe2's) after step t + 1 for the same actions: the original order moves an agent within the step, mpe2's
+    one step later. And both PettingZoo envs step as their batched twins do (test above), so this holds for them."""
+    torch.manual_seed(2)
+    actions = torch.randint(5, (25, B, 3))
+    positions = {}
+    for env_id in MPE_ENV_IDS:
+        batched = BatchedMPE(B, env_id=env_id)
+        batched.reset(seed=3)
+        # agents 1.5 apart; these random moves never bring two of them within 0.4 (checked below), where the
+        # soft contact force is below 1e-40
+        batched.agent_pos = torch.tensor([[-1.5, 0.0], [0.0, 0.0], [1.5, 0.0]], dtype=torch.float64).expand(B, 3, 2)
+        track = [batched.agent_pos]
+        for t in range(25):
+            batched.step(actions[t])
+            track.append(batched.agent_pos)
+        positions[env_id] = torch.stack(track)
+    v3, v2 = positions["simple_spread"], positions["simple_spread_v2"]
+    for track in (v2, v3):
+        assert (track[:, :, [0, 0, 1]] - track[:, :, [1, 2, 2]]).norm(dim=-1).min() > 0.4
+    assert torch.equal(v3[1], v3[0]) and not torch.equal(v2[1], v2[0])  # mpe2: the first step moves nobody
+    torch.testing.assert_close(v2[1:-1], v3[2:], rtol=0, atol=1e-12)
 
 
 def test_reset_before_step():
@@ -145,10 +173,12 @@ def test_bad_input_names_the_flag(kwargs, flag):
         BatchedMPE(**kwargs)
 
 
-def test_simple_spread_is_registered():
+@pytest.mark.parametrize("env_id", MPE_ENV_IDS)
+def test_simple_spread_is_registered(env_id):
     """The scripts reach the game through envs.ENV_IDS: the smoke runs below need it there (and fail if not)."""
-    assert "simple_spread" in envs.ENV_IDS
-    assert isinstance(envs.make_vec_env("simple_spread", 2), BatchedMPE)
+    assert env_id in envs.ENV_IDS
+    vec = envs.make_vec_env(env_id, 2)
+    assert isinstance(vec, BatchedMPE) and vec.original_dynamics is (env_id == "simple_spread_v2")
 
 
 @pytest.mark.parametrize("script", SCRIPTS, ids=lambda p: p.stem)
