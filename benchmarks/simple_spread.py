@@ -9,10 +9,10 @@ benchmarks/figures.py plots.
 
     python benchmarks/simple_spread.py                         # every script x 3 seeds at the defaults (2M steps)
     python benchmarks/simple_spread.py --protocol epymarl      # the paper's budgets: 20M on-policy, 2M off-policy, 5 seeds
-                                                               # (and iql, vdn, qmix, maddpg with --preset epymarl)
+                                                               # (and iql, vdn, qmix, maddpg, coma with --preset epymarl),
+                                                               # on the paper's physics (simple_spread_v2)
     python benchmarks/simple_spread.py --algos mi_pg ipg --seeds 2 --total-timesteps 500000
-    python benchmarks/simple_spread.py --protocol epymarl --env-id simple_spread_v2   # the original MPE's physics,
-                                                               # the paper's game (envs/mpe.py, "Two versions")
+    python benchmarks/simple_spread.py --protocol epymarl --env-id simple_spread   # the same on mpe2's physics
     python benchmarks/simple_spread.py --report-only           # rebuild the Markdown from the JSON
     python benchmarks/simple_spread.py --ray-address auto      # on a running Ray cluster (docs/sweeps.md)
 
@@ -60,7 +60,8 @@ IPPO = "mappo:independent_critic=True"  # this project's IPPO: algos/mappo.py wi
 # The paper's protocol: on-policy methods get 20M env steps, off-policy ones 2M; evaluation every 50k steps.
 ON_POLICY = {"mi_pg", "ipg", "jpg", "mappo", "mackrl", "coma"}
 EVAL_INTERVAL, EVAL_EPISODES = 50_000, 100
-PROTOCOLS = {"defaults": {"seeds": 3, "out": "simple_spread"}, "epymarl": {"seeds": 5, "out": "simple_spread_epymarl"}}
+PROTOCOLS = {"defaults": {"seeds": 3, "out": "simple_spread", "env_id": ENV_ID},
+             "epymarl": {"seeds": 5, "out": "simple_spread_epymarl", "env_id": "simple_spread_v2"}}
 # two-sided 95% quantiles of Student's t by degrees of freedom, for the CI over seeds (mean +- t s / sqrt(n))
 T_95 = {1: 12.706, 2: 4.303, 3: 3.182, 4: 2.776, 5: 2.571, 6: 2.447, 7: 2.365, 8: 2.306, 9: 2.262}
 
@@ -219,9 +220,10 @@ def main():
     parser.add_argument("--seeds", type=int, default=None, help="seeds 1..N (default: the protocol's, 3 or 5)")
     parser.add_argument("--total-timesteps", type=int, default=None,
                         help="env steps of every run (default: the protocol's budget)")
-    parser.add_argument("--env-id", choices=MPE_ENV_IDS, default=ENV_ID,
-                        help="the game: simple_spread (mpe2's physics, the default) or simple_spread_v2 (the original "
-                             "MPE's, on which the paper measured; envs/mpe.py)")
+    parser.add_argument("--env-id", choices=MPE_ENV_IDS, default=None,
+                        help="the game: simple_spread (mpe2's physics) or simple_spread_v2 (the original MPE's, on which "
+                             "the paper measured; envs/mpe.py); default: the protocol's, simple_spread under the "
+                             "defaults and simple_spread_v2 under epymarl")
     parser.add_argument("--report-only", action="store_true", help="rebuild the Markdown from the saved JSON")
     parser.add_argument("--out", default=None,
                         help="results path without suffix: OUT.json (every run, saved as it finishes) and OUT.md "
@@ -242,7 +244,7 @@ def main():
     if args.protocol == "epymarl":  # EPyMARL's own configuration where a script has it as a preset (--preset epymarl)
         scripts = [f"{a}:preset=epymarl" if "preset" in args_fields(a.split(":")[0]) else a for a in scripts]
     algos = variants(args, parser, scripts)
-    sweep = make_jobs(algos, [args.env_id], list(range(1, seeds + 1)),
+    sweep = make_jobs(algos, [args.env_id or protocol["env_id"]], list(range(1, seeds + 1)),
                       common=run_flags(args.protocol, args.total_timesteps, args.cuda))
     results, outcome = run_from_args(sweep, args, parser, "benchmarks/simple_spread.py", out)
     budgets = sorted({budget(a, args.protocol, args.total_timesteps) for a in algos})

@@ -18,6 +18,9 @@ def test_the_papers_budgets():
     assert bench.budget("qmix:preset=epymarl", "epymarl", None) == 2_000_000
     assert bench.budget("mappo", "defaults", None) == 2_000_000
     assert bench.budget("mappo", "epymarl", 1000) == 1000
+    # and the paper's game: the original MPE's physics (envs/mpe.py), not mpe2's
+    assert bench.PROTOCOLS["epymarl"]["env_id"] == "simple_spread_v2"
+    assert bench.PROTOCOLS["defaults"]["env_id"] == "simple_spread"
 
 
 def test_the_hand_written_policy_and_the_two_physics():
