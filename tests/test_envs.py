@@ -8,7 +8,7 @@ import pytest
 import torch
 from pettingzoo.test import parallel_api_test
 
-from envs import ENV_IDS, REGISTRY, make_env, make_vec_env, parse_payoff
+from envs import ENV_IDS, MPE_ENV_IDS, REGISTRY, make_env, make_vec_env, parse_payoff
 
 THREE_AGENTS = json.dumps(np.arange(2 * 3 * 2).reshape(2, 3, 2).tolist())  # heterogeneous action counts
 
@@ -37,9 +37,9 @@ def test_registered_games(env_id, optimum, shape):
 @pytest.mark.parametrize("env_id", ENV_IDS)
 def test_only_simple_spread_ends_by_a_time_limit(env_id):
     """A matrix or private-signal game is over after its T rounds (terminal; the round is observed); MPE's
-    25-step limit is a truncation, through which the value-based scripts bootstrap."""
+    25-step limit (either physics) is a truncation, through which the value-based scripts bootstrap."""
     payoff = THREE_AGENTS if env_id == "custom" else None
-    assert make_vec_env(env_id, num_envs=1, payoff=payoff).ends_by_time_limit is (env_id == "simple_spread")
+    assert make_vec_env(env_id, num_envs=1, payoff=payoff).ends_by_time_limit is (env_id in MPE_ENV_IDS)
 
 
 def test_proposal_game_and_penalty_flag():
