@@ -198,6 +198,8 @@ def simple_spread_curves(results: Path, env_steps: int | None = None) -> tuple[d
             label = run["algo"].split(":")[0] + "*" * stars[run["algo"]]
         else:
             label = run["algo"]
+        if run["env_id"] != "simple_spread":  # the other physics (simple_spread_v2) gets panels of its own
+            label += f" ({run['env_id'].rsplit('_', 1)[-1]})"
         evaluations = run["summary"]["eval_curves"]
         executed = "decentralized" if run["summary"].get("decentralized", True) else "joint"
         curves.setdefault(label, []).append((evaluations["env_steps"], evaluations[f"{executed}_return_greedy"]))
