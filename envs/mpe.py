@@ -26,7 +26,8 @@ Two versions of the physics (``--env-id``): ``simple_spread`` is mpe2's, where a
     changes the position one step later. ``simple_spread_v2`` is the original MPE's order, which EPyMARL's
     fork and PettingZoo's ``simple_spread_v2`` keep: the velocity is updated first and the agent moves with
     the new one, so an action moves it within the same step. PettingZoo moved the position update first in
-    May 2023 (pull request 965, "MPE physical dynamics of agents not coherent with original paper") and
+    May 2023 (pull request 965, for issue 962, "MPE physical dynamics of agents not coherent with original
+    paper") and
     renamed the game ``simple_spread_v3``; mpe2 inherited it. Everything else (forces, sizes, observations,
     rewards, seeds) is the same. Without contact forces the two are the same trajectory one step apart:
     v2's positions after step t are v3's after step t + 1 for the same actions (tests/test_mpe.py), so an
