@@ -22,14 +22,6 @@ from envs.mpe import MPE_ENV_IDS, N_AGENTS, BatchedMPE
 PERMUTATIONS = torch.tensor(list(itertools.permutations(range(N_AGENTS))))
 
 
-def advance(env: BatchedMPE, pos, vel, force):
-    """One step of an agent's own motion under `env`'s physics, contacts left out."""
-    if env.original_dynamics:
-        vel = vel * (1 - env.DAMPING) + force * env.DT
-        return pos + vel * env.DT, vel
-    return pos + vel * env.DT, vel * (1 - env.DAMPING) + force * env.DT
-
-
 def hand_policy(env: BatchedMPE) -> torch.Tensor:
     """(B, N) actions: the shared landmark assignment, then the two-step lookahead (module docstring)."""
     pos, vel, landmarks = env.agent_pos, env.agent_vel, env.landmark_pos
@@ -37,13 +29,13 @@ def hand_policy(env: BatchedMPE) -> torch.Tensor:
     agents = torch.arange(N_AGENTS)
     total = torch.stack([dist[:, agents, perm].sum(-1) for perm in PERMUTATIONS], 1)  # (B, permutations)
     target = landmarks[torch.arange(env.num_envs).unsqueeze(1), PERMUTATIONS[total.argmin(1)]]  # (B, N, 2)
-    scores = []
+    scores = []  # each agent's own motion under the game's physics, contacts left out
     for move in env._moves:
-        pos1, vel1 = advance(env, pos, vel, move)
+        pos1, vel1 = env.integrate(pos, vel, move)
         best_next = []
         for next_move in env._moves:
-            pos2, vel2 = advance(env, pos1, vel1, next_move)
-            pos3, _ = advance(env, pos2, vel2, env._moves[0])
+            pos2, vel2 = env.integrate(pos1, vel1, next_move)
+            pos3, _ = env.integrate(pos2, vel2, env._moves[0])
             best_next.append((pos2 - target).norm(dim=-1) + (pos3 - target).norm(dim=-1))
         scores.append(torch.stack(best_next, -1).min(-1).values)
     return torch.stack(scores, -1).argmin(-1)

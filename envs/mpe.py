@@ -27,8 +27,7 @@ Two versions of the physics (``--env-id``): ``simple_spread`` is mpe2's, where a
     fork and PettingZoo's ``simple_spread_v2`` keep: the velocity is updated first and the agent moves with
     the new one, so an action moves it within the same step. PettingZoo moved the position update first in
     May 2023 (pull request 965, for issue 962, "MPE physical dynamics of agents not coherent with original
-    paper") and
-    renamed the game ``simple_spread_v3``; mpe2 inherited it. Everything else (forces, sizes, observations,
+    paper") and renamed the game ``simple_spread_v3``; mpe2 inherited it. Everything else (forces, sizes, observations,
     rewards, seeds) is the same. Without contact forces the two are the same trajectory one step apart:
     v2's positions after step t are v3's after step t + 1 for the same actions (tests/test_mpe.py), so an
     episode of v3 scores the start positions once and never the last ones. The EPyMARL paper's numbers
@@ -259,12 +258,7 @@ class BatchedMPE:
         penetration = torch.logaddexp(torch.zeros_like(dist), -(dist - 2 * self.AGENT_SIZE) / k) * k
         push = self.CONTACT_FORCE * delta / dist * penetration
         force = force.index_add(1, self._pair_i, push).index_add(1, self._pair_j, -push)
-        if self.original_dynamics:  # the original MPE's order: new velocity first, then move with it
-            self.agent_vel = self.agent_vel * (1 - self.DAMPING) + force * self.DT
-            self.agent_pos = self.agent_pos + self.agent_vel * self.DT
-        else:  # mpe2's: move with the old velocity, then damp it and add force / mass (mass 1) * dt
-            self.agent_pos = self.agent_pos + self.agent_vel * self.DT
-            self.agent_vel = self.agent_vel * (1 - self.DAMPING) + force * self.DT
+        self.agent_pos, self.agent_vel = self.integrate(self.agent_pos, self.agent_vel, force)
         self._t += 1
         # the team reward (local_ratio = 0): minus, for each landmark, the distance to its nearest agent
         to_landmarks = (self.agent_pos.unsqueeze(2) - self.landmark_pos.unsqueeze(1)).square().sum(-1).sqrt()
@@ -275,6 +269,16 @@ class BatchedMPE:
         # lock-step: every copy is truncated at the same step (no early termination, module docstring)
         dones = torch.full((self.num_envs,), self._t >= self.episode_length, device=self.device)
         return *self._observe(), rewards.to(torch.float32), dones
+
+    def integrate(self, pos: torch.Tensor, vel: torch.Tensor, force: torch.Tensor):
+        """(pos, vel) after one step of this game's physics under `force` (mass 1; module docstring, "Two versions
+        of the physics"). step() calls it with the contact forces included; benchmarks/hand_policy.py, to look
+        ahead."""
+        if self.original_dynamics:  # the original MPE's order: new velocity first, then move with it
+            vel = vel * (1 - self.DAMPING) + force * self.DT
+            return pos + vel * self.DT, vel
+        # mpe2's: move with the old velocity, then damp it and add force / mass * dt
+        return pos + vel * self.DT, vel * (1 - self.DAMPING) + force * self.DT
 
     def record_episodes(self, act, seeds, out_dir):
         """Draws one episode per seed of `act` into out_dir/episode_{seed}.gif (module function `record_episodes`)."""
