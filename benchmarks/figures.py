@@ -141,7 +141,9 @@ def plot_curves(curves: dict[str, list[tuple]], lines: dict[str, float], title: 
     algos = list(curves)
     cols = 4
     rows = -(-(len(algos) + 1) // cols)  # one panel spare, for the legend
-    fig, axes = plt.subplots(rows, cols, figsize=(3.2 * cols, 2.6 * rows), sharex=True, sharey=True, squeeze=False)
+    # constrained layout leaves room for the figure's title above the panels' titles
+    fig, axes = plt.subplots(rows, cols, figsize=(3.2 * cols, 2.6 * rows), sharex=True, sharey=True, squeeze=False,
+                             layout="constrained")
     styles = ["--", ":", "-."]
     uneven = len({len(runs) for runs in curves.values()}) > 1  # then each title says its number of seeds
     for ax, algo in zip(axes.flat, algos):
@@ -155,7 +157,9 @@ def plot_curves(curves: dict[str, list[tuple]], lines: dict[str, float], title: 
         for style, value in zip(styles, lines.values()):
             ax.axhline(value, color="k", ls=style, lw=1)
         seeds = f" ({len(returns)} seed{'s' * (len(returns) > 1)})" if uneven else ""
-        ax.set_title(f"{algo}{seeds}: ends at {returns[:, -1].mean():.1f}", fontsize=10)
+        name = f"{algo}{seeds}"
+        separator = "\n" if len(name) > 26 else ": "  # a long name gets a line of its own: titles must not run together
+        ax.set_title(f"{name}{separator}ends at {returns[:, -1].mean():.1f}", fontsize=10)
     for ax in axes.flat[len(algos):]:
         ax.axis("off")
     spare = axes.flat[-1]
@@ -172,7 +176,6 @@ def plot_curves(curves: dict[str, list[tuple]], lines: dict[str, float], title: 
             ax.xaxis.set_tick_params(labelbottom=True)
             ax.set_xlabel("env steps")
     fig.suptitle(title, fontsize=11)
-    fig.tight_layout()
     fig.savefig(path, dpi=120)
     plt.close(fig)
 
