@@ -55,3 +55,12 @@ def test_the_check_notices_drift(tmp_path):
     drifted = tmp_path / "drifted.py"
     drifted.write_text(text.replace("seed: int = 1", "seed: int = 2", 1))
     assert shared_blocks(drifted)["args"] != shared_blocks(SCRIPTS[0])["args"]
+
+
+def test_the_readme_states_each_scripts_length():
+    """The README's table of scripts gives each one's length in lines; it must be the file's (it had drifted by up to
+    70 lines)."""
+    readme = (Path(__file__).parents[1] / "README.md").read_text()
+    stated = {name: int(lines) for name, lines in re.findall(r"^\| `algos/(\w+\.py)` \| (\d+) \|", readme, re.MULTILINE)}
+    actual = {script.name: len(script.read_text().splitlines()) for script in SCRIPTS}
+    assert stated == actual
