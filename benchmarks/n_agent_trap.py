@@ -10,6 +10,11 @@ Two parts, each writing to benchmarks/results/ (the runs as JSON, saved as they 
     python benchmarks/n_agent_trap.py scale --agents 2 3 4 5 --actions 3 --seeds 10 --add
     python benchmarks/n_agent_trap.py diagnose --report-only     # redraw the figure from the saved runs
     python benchmarks/n_agent_trap.py scale --algos mi_pg:joint_head=autoregressive --seeds 3 --add
+    python benchmarks/n_agent_trap.py scale --algos "mi_pg:joint_head=exact,lambda_max=0,alpha_start=1.0,alpha_end=1.0" \
+        "mi_pg:joint_head=autoregressive,lambda_max=0,alpha_start=1.0,alpha_end=1.0" --agents 2 3 --starts p=0.9 \
+        --seeds 5 --policy joint --out benchmarks/results/n_agent_trap_joint_learner
+                                                   # either head alone as a joint learner (no KL, alpha held at 0
+                                                   # until the last update): the joint head's own escape
     python benchmarks/n_agent_trap.py cost         # mi_pg's exact against its autoregressive joint head, N = 4..16:
                                                    # wall time and peak memory of a run, the head's size
                                                    # (n_agent_trap_cost.json and .md)
@@ -58,9 +63,12 @@ TAGS = ["charts/joint_prob_of_best", "charts/product_prob_of_best", "charts/lamb
 RESULTS, FIGURES = ROOT / "benchmarks" / "results", ROOT / "benchmarks" / "figures"
 
 
-def score(summary: dict) -> float:
-    """The executed policy's greedy return: the decentralized one, or jpg's joint one."""
-    return summary["decentralized_return_greedy"] if summary.get("decentralized", True) else summary["joint_return_greedy"]
+def score(summary: dict, policy: str = "executed") -> float:
+    """The greedy return of the executed policy (the decentralized one, or jpg's joint one) or, with policy "joint",
+    of the joint policy (mi_pg's joint head)."""
+    if policy == "joint" or not summary.get("decentralized", True):
+        return summary["joint_return_greedy"]
+    return summary["decentralized_return_greedy"]
 
 
 # ============================ the diagnosis: N = 5, training curves ============================
@@ -217,18 +225,19 @@ def scale(args, parser) -> None:
                 if not (STARTS[start] is not None and spec.split(":")[0] in ("iql", "vdn", "qmix", "qtran"))
                 for seed in range(1, args.seeds + 1)]
         results, _ = run_from_args(jobs, args, parser, "benchmarks/n_agent_trap.py", out)
-    markdown = scale_report(results.runs)
+    markdown = scale_report(results.runs, args.policy)
     print(markdown)
     out.with_suffix(".md").write_text(markdown)
 
 
-def scale_report(runs: list[dict]) -> str:
+def scale_report(runs: list[dict], policy: str = "executed") -> str:
     algos = list(dict.fromkeys(r["algo"] for r in runs))
     sections = []
+    scored = ("executed greedy policy: decentralized; jpg: joint" if policy == "executed" else
+              "the joint policy's greedy return, not the executed policy's")
     for k in sorted({r["common"]["num_actions"] for r in runs}):
         ns = sorted({r["common"]["num_agents"] for r in runs if r["common"]["num_actions"] == k})
-        title = (f"{k} actions per agent: seeds at the optimum (executed greedy policy: decentralized; jpg: joint), "
-                 "and the median wall seconds per run\n")
+        title = f"{k} actions per agent: seeds at the optimum ({scored}), and the median wall seconds per run\n"
         lines = [title,
                  "| algorithm | start | " + " | ".join(f"N = {n}" for n in ns) + " |", "|---|---|" + "---|" * len(ns)]
         for spec in algos:
@@ -237,7 +246,7 @@ def scale_report(runs: list[dict]) -> str:
                 for n in ns:
                     group = [r for r in runs if r["algo"] == spec and r["start"] == start
                              and r["common"] == {"num_agents": n, "num_actions": k}]
-                    hits = sum(math.isclose(score(r["summary"]), r["summary"]["optimum"]) for r in group)
+                    hits = sum(math.isclose(score(r["summary"], policy), r["summary"]["optimum"]) for r in group)
                     wall = statistics.median(r["summary"]["wall_time_s"] for r in group) if group else 0
                     cells.append(f"{hits}/{len(group)} ({wall:.0f} s)" if group else "")
                 if any(cells):
@@ -320,6 +329,9 @@ def main():
     parser.add_argument("--starts", nargs="+", default=list(STARTS), choices=list(STARTS), help="(scale)")
     parser.add_argument("--seeds", type=int, default=None, help="seeds 1..S (default: 3 for diagnose, 10 for scale)")
     parser.add_argument("--report-only", action="store_true", help="tables and figure from the saved runs only")
+    parser.add_argument("--policy", choices=["executed", "joint"], default="executed",
+                        help="scale: count the seeds at the optimum by the executed policy's greedy return (default) or"
+                             " by the joint policy's (mi_pg's joint head, e.g. with --lambda-max 0 as a joint learner)")
     parser.add_argument("--out", default=str(RESULTS / "n_agent_trap"), help="scale: OUT.json and OUT.md")
     parser.add_argument("--total-timesteps", type=int, default=12_800,
                         help="cost: env steps per run (default 12,800 = 100 updates; what is measured is the cost)")
