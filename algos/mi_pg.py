@@ -340,11 +340,11 @@ def mixture_log_probs(joint_log_probs: torch.Tensor, product_log_probs: torch.Te
 
 
 def ramp(progress: float, start: float, end: float, shape: str) -> float:
-    """0 before `start`, 1 from `end` on (fractions of training), a linear or cosine ramp in between."""
-    if progress >= end:  # checked first: with start = end = 1 the last update still gets 1
-        return 1.0
+    """0 before `start`, 1 after `end` (fractions of training), a linear or cosine ramp in between."""
     if progress <= start:
         return 0.0
+    if progress >= end:
+        return 1.0
     x = (progress - start) / (end - start)
     return x if shape == "linear" else 0.5 - 0.5 * math.cos(math.pi * x)
 
