@@ -77,7 +77,8 @@ class Args:
     lambda_shape: Literal["linear", "cosine"] = "cosine"
     """shape of lambda's ramp"""
     alpha_start: float = 0.25
-    """fraction of training at which alpha (the weight of the product policy) starts rising from 0"""
+    """fraction of training at which alpha (the weight of the product policy) starts rising from 0 (1: alpha stays 0
+    throughout, the joint head alone acts)"""
     alpha_end: float = 0.75
     """fraction of training at which alpha reaches 1; after it the agents act fully decentralized"""
     alpha_shape: Literal["linear", "cosine"] = "cosine"
@@ -515,7 +516,8 @@ def train(args: Args) -> dict:
     global_step = 0
     for update in range(1, num_updates + 1):
         log_now = update % log_every == 0 or update == num_updates
-        # the schedules: progress reaches 1 on the last update, so training ends with alpha = 1
+        # the schedules: progress reaches 1 on the last update, so training ends with alpha = 1 (unless
+        # --alpha-start is 1: then alpha stays 0 and the joint head alone acts, as in a joint learner)
         progress = update / num_updates
         kl_coef = args.lambda_max * ramp(progress, args.lambda_start, args.lambda_end, args.lambda_shape)
         alpha = ramp(progress, args.alpha_start, args.alpha_end, args.alpha_shape)

@@ -14,7 +14,7 @@ Two parts, each writing to benchmarks/results/ (the runs as JSON, saved as they 
         "mi_pg:joint_head=autoregressive,lambda_max=0,alpha_start=1.0,alpha_end=1.0" --agents 2 3 --starts p=0.9 \
         --seeds 5 --policy joint --out benchmarks/results/n_agent_trap_joint_learner
                                                    # either head alone as a joint learner (no KL, alpha held at 0
-                                                   # until the last update): the joint head's own escape
+                                                   # throughout): the joint head's own escape
     python benchmarks/n_agent_trap.py cost         # mi_pg's exact against its autoregressive joint head, N = 4..16:
                                                    # wall time and peak memory of a run, the head's size
                                                    # (n_agent_trap_cost.json and .md)

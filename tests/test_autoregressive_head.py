@@ -149,7 +149,7 @@ def test_training_escapes_the_climbing_trap_from_the_adversarial_start(run_seeds
 
 def test_as_a_joint_learner_only_the_exact_head_escapes_the_two_agent_trap(run_seeds):
     """The loss of the escape is the autoregressive parametrization's, not the KL's or the mixture's: with no KL and
-    alpha at 0 until the last update, mi_pg is a joint learner, and from p = 0.9 on the 2-agent trap the exact head
+    alpha held at 0 throughout, mi_pg is a joint learner, and from p = 0.9 on the 2-agent trap the exact head
     reaches (1, 1) while the autoregressive head stays at (0, 0) (benchmarks/results/n_agent_trap_joint_learner.md:
     5/5 against 0/5 at N = 2 and 3). The mechanism: agent 1's conditional after the rare a_0 = 1, which every one of
     its samples pushes towards a_1 = 1 (10 against -6), falls below its start of 0.1 with the common prefix a_0 = 0,
@@ -162,7 +162,7 @@ def test_as_a_joint_learner_only_the_exact_head_escapes_the_two_agent_trap(run_s
     assert [s["joint_return_greedy"] for s in autoregressive] == [3.0, 3.0]
     for s in autoregressive:
         (after_0, after_1), = [s["joint_policy"][0]]  # rows: a_0; columns: a_1
-        assert s["final_alpha"] == 1.0  # the last update still brings alpha to 1
+        assert s["final_alpha"] == 0.0  # --alpha-start 1: the joint head acted throughout
         assert after_1[1] / sum(after_1) < 0.1 and after_0[1] / sum(after_0) < 0.1, s["joint_policy"]
 
 
