@@ -151,7 +151,8 @@ def plot_curves(curves: dict[str, list[tuple]], lines: dict[str, float], title: 
         if any(not np.array_equal(np.asarray(s), steps) for s, _ in curves[algo]):
             raise ValueError(f"{algo}: the seeds logged at different steps")
         returns = np.stack([np.asarray(values) for _, values in curves[algo]])
-        color = "tab:blue" if algo == "mi_pg" else "tab:red" if algo == "ipg" else "0.2"
+        script = algo.split(" ")[0]  # "mi_pg (v2)": mi_pg on the other physics keeps mi_pg's colour
+        color = "tab:blue" if script == "mi_pg" else "tab:red" if script == "ipg" else "0.2"
         ax.fill_between(steps, returns.min(0), returns.max(0), color=color, alpha=0.25, lw=0)
         ax.plot(steps, returns.mean(0), color=color, lw=1.5)
         for style, value in zip(styles, lines.values()):
