@@ -161,7 +161,7 @@ def test_as_a_joint_learner_only_the_exact_head_escapes_the_two_agent_trap(run_s
     assert [s["joint_return_greedy"] for s in exact] == [10.0, 10.0]
     assert [s["joint_return_greedy"] for s in autoregressive] == [3.0, 3.0]
     for s in autoregressive:
-        (after_0, after_1), = [s["joint_policy"][0]]  # rows: a_0; columns: a_1
+        after_0, after_1 = s["joint_policy"][0]  # round 0's table, rows: a_0; columns: a_1
         assert s["final_alpha"] == 0.0  # --alpha-start 1: the joint head acted throughout
         assert after_1[1] / sum(after_1) < 0.1 and after_0[1] / sum(after_0) < 0.1, s["joint_policy"]
 
