@@ -32,7 +32,8 @@ import tyro
 from torch import nn
 
 sys.path.insert(0, str(Path(__file__).resolve().parents[1]))  # `envs` lives next to `algos`
-from envs import make_vec_env
+from envs import MPE_ENV_IDS, make_vec_env
+from envs.elapsed_time import ElapsedTime
 
 
 @dataclass
@@ -90,6 +91,10 @@ class Args:
     reward. Off (the default): bootstrap from the final observation, since the limit is not part of the task and the
     time is not in the observation. EPyMARL's MPE runs, those behind its published returns, end there (its gym
     wrapper drops the time-limit flag), so --preset epymarl turns it on"""
+    observe_time: bool = False
+    """if toggled, every observation and the state end with the elapsed time t / T (envs/elapsed_time.py): with
+    --time-limit-terminal the time left is then in what the agents see, as a Markov state needs (Pardo et al., 2018).
+    Not EPyMARL's (its agents see no clock); games that end by a time limit only"""
     # <<< shared:epymarl_flags
 
     # >>> shared:args (every script in algos/ has these fields; tests/test_shared_blocks.py keeps the copies identical)
@@ -243,6 +248,9 @@ def check_args(args: Args) -> None:
     if args.preset not in ("none", "epymarl"):
         raise ValueError(f"--preset must be none or epymarl, got {args.preset!r}")
     apply_preset(args)
+    if args.observe_time and args.env_id not in MPE_ENV_IDS:
+        raise ValueError(f"--observe-time applies to games that end by a time limit ({', '.join(MPE_ENV_IDS)}),"
+                         f" not --env-id {args.env_id}")
     for flag in ("buffer_size", "batch_size", "target_network_frequency", "train_frequency", "gradient_steps",
                  "hidden_size"):
         if getattr(args, flag) < 1:
@@ -273,6 +281,8 @@ def train(args: Args) -> dict:
     start_time = time.time()
 
     envs, eval_envs = make_envs(args, args.num_envs, device), make_envs(args, args.eval_episodes, device)
+    if args.observe_time:  # t / T appended to every observation and to the state
+        envs, eval_envs = ElapsedTime(envs), ElapsedTime(eval_envs)
     n_agents, action_sizes, T = envs.n_agents, envs.action_sizes, envs.episode_length
 
     q_network = DecentralizedQNetwork(envs.obs_dim, action_sizes, args.hidden_size).to(device)
