@@ -85,6 +85,12 @@ def time_limit_terminal_ignored(script: str) -> Mutation:
                     T(TIME_LIMITS, f"test_time_limit_terminal_ends_the_episode_at_a_time_limit[{script}]"))
 
 
+def observe_time_ignored(script: str) -> Mutation:
+    return Mutation(f"{script}-observe-time-ignored", script, "--observe-time ignored: the agents see no clock",
+                    "envs, eval_envs = ElapsedTime(envs), ElapsedTime(eval_envs)", "pass",
+                    T(TIME_LIMITS, f"test_observe_time_reaches_the_saved_network[{script}]"))
+
+
 def one_gradient_step(script: str) -> Mutation:
     return Mutation(f"{script}-gradient-steps-ignored", script, "--gradient-steps ignored: one gradient step per round",
                     "for _ in range(args.gradient_steps):", "for _ in range(1):",
@@ -264,6 +270,7 @@ MUTATIONS = [
     rewards_not_standardized("iql"),
     batch_standardization_ignored("iql"),
     time_limit_terminal_ignored("iql"),
+    observe_time_ignored("iql"),
     # ------------------------------------------------------------------ vdn
     time_limit_is_terminal("vdn"),
     Mutation("vdn-q-tot-is-a-mean", "vdn", "Q_tot trained as the mean of the utilities, not their sum",
@@ -276,6 +283,7 @@ MUTATIONS = [
     rewards_not_standardized("vdn"),
     batch_standardization_ignored("vdn"),
     time_limit_terminal_ignored("vdn"),
+    observe_time_ignored("vdn"),
     # ------------------------------------------------------------------ qmix
     Mutation("qmix-mixer-not-monotonic", "qmix", "the absolute value dropped from the mixing weights",
              "return torch.abs(weights)", "return weights",
@@ -290,6 +298,7 @@ MUTATIONS = [
     rewards_not_standardized("qmix"),
     batch_standardization_ignored("qmix"),
     time_limit_terminal_ignored("qmix"),
+    observe_time_ignored("qmix"),
     # ------------------------------------------------------------------ qtran
     Mutation("qtran-time-limit-is-terminal", "qtran", "no bootstrap from the last step at a time limit",
              "bootstrapped = T if envs.ends_by_time_limit else T - 1", "bootstrapped = T - 1",

@@ -16,6 +16,8 @@ import pytest
 import torch
 
 from algos import coma, ipg, iql, jpg, mackrl, maddpg, mappo, mi_pg, qmix, qtran, vdn
+from envs import BatchedMPE
+from envs.elapsed_time import ElapsedTime
 
 FLAT_PAYOFF = "[[1, 1], [1, 1]]"
 QUICK = {"env_id": "custom", "payoff": FLAT_PAYOFF, "quiet": True, "num_evals": 0, "eval_episodes": 8}
@@ -150,3 +152,52 @@ def test_time_limit_terminal_ends_the_episode_at_a_time_limit(module, monkeypatc
     ended = learned_values(module, module.train(module.Args(**QUICK, **VALUE_RUNS[module], time_limit_terminal=True)))
     assert torch.allclose(ended, torch.ones_like(ended), atol=0.3), ended
     assert module.EPYMARL["time_limit_terminal"]
+
+
+# ---------------- --observe-time (iql, vdn, qmix): the clock as one more observed number ----------------
+def test_elapsed_time_appends_the_clock_and_changes_nothing_else():
+    plain, timed = BatchedMPE(3, env_id="simple_spread_v2"), ElapsedTime(BatchedMPE(3, env_id="simple_spread_v2"))
+    assert (timed.obs_dim, timed.state_dim) == (plain.obs_dim + 1, plain.state_dim + 1)
+    obs, state = plain.reset(seed=7)
+    obs_t, state_t = timed.reset(seed=7)
+    actions = torch.randint(5, (plain.episode_length, 3, plain.n_agents), generator=torch.Generator().manual_seed(0))
+    for t in range(plain.episode_length + 1):
+        # the last column is t / T for every agent and in the state (0 after reset, 1 at the final observation)
+        assert torch.all(obs_t[..., -1] == t / plain.episode_length) and torch.all(state_t[:, -1] == obs_t[:, 0, -1])
+        torch.testing.assert_close(obs_t[..., :-1], obs)
+        torch.testing.assert_close(state_t[:, :-1], state)
+        if t == plain.episode_length:
+            break
+        obs, state, reward, done = plain.step(actions[t])
+        obs_t, state_t, reward_t, done_t = timed.step(actions[t])
+        torch.testing.assert_close(reward_t, reward)
+        assert torch.equal(done_t, done)
+    assert bool(done.all()) and timed.ends_by_time_limit  # the wrapped game's attributes show through
+    torch.testing.assert_close(timed.epymarl_return(torch.zeros(3)), plain.epymarl_return(torch.zeros(3)))
+
+
+def test_elapsed_time_counts_the_steps_of_recorded_episodes(monkeypatch):
+    # --capture-video plays its episodes in mpe2's own env, one call of act per step: the calls give the clock
+    game = BatchedMPE(1)
+    seen = []
+
+    def record_episodes(act, seeds, out_dir):
+        for _ in seeds:
+            for _ in range(game.episode_length):
+                act(torch.zeros(1, game.n_agents, game.obs_dim), torch.zeros(1, game.state_dim))
+
+    monkeypatch.setattr(game, "record_episodes", record_episodes)
+    ElapsedTime(game).record_episodes(lambda obs, state: seen.append(obs[0, 0, -1].item()), [1, 2], "unused")
+    assert seen == pytest.approx([t / game.episode_length for t in range(game.episode_length)] * 2)
+
+
+@pytest.mark.parametrize("module", [iql, vdn, qmix], ids=lambda m: m.__name__.split(".")[-1])
+def test_observe_time_reaches_the_saved_network(module, run_algo, tmp_path):
+    name = module.__name__.split(".")[-1]
+    run_algo(name, env_id="simple_spread", observe_time=True, total_timesteps=400, num_envs=4, eval_episodes=2,
+             save_model=True)
+    (path,) = tmp_path.glob(f"runs/*/{name}.actors.pt")
+    first_layer = next(iter(torch.load(path, weights_only=True).values()))
+    assert first_layer.shape[1] == BatchedMPE(1).obs_dim + 1  # the observation and its clock
+    with pytest.raises(ValueError, match="--observe-time"):  # the matrix games have no time limit to observe
+        module.train(module.Args(env_id="coordination-2x2", observe_time=True, quiet=True))
