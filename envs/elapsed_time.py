@@ -10,6 +10,8 @@ observation). Each agent can count steps itself, so decentralized execution is u
 
 import torch
 
+from envs.mpe import MPE_ENV_IDS
+
 
 class ElapsedTime:
     """A batched game (`BatchedMPE`) whose observations (B, N, obs_dim + 1) and state (B, state_dim + 1) end with
@@ -17,8 +19,8 @@ class ElapsedTime:
 
     def __init__(self, envs):
         if not getattr(envs, "ends_by_time_limit", False):
-            raise ValueError(f"--observe-time applies to games that end by a time limit (simple_spread,"
-                             f" simple_spread_v2), not {getattr(envs, 'name', type(envs).__name__)}")
+            raise ValueError(f"--observe-time applies to games that end by a time limit ({', '.join(MPE_ENV_IDS)}),"
+                             f" not {getattr(envs, 'name', type(envs).__name__)}")
         self.envs = envs
         self.obs_dim, self.state_dim = envs.obs_dim + 1, envs.state_dim + 1
         self._t = 0
