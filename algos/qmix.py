@@ -1,7 +1,8 @@
 """QMIX: a monotonic mixing of per-agent utilities, conditioned on the global state.
 
-Each agent i has a utility Q_i(o_i, a_i) (one torso shared by all agents, with the agent's id in its
-observation, and one head of size |A_i| per agent). A mixing network combines them into
+Each agent i has a utility Q_i(o_i, a_i) (one torso shared by all agents and one head of size |A_i| per
+agent; the matrix games put the agent's id in its observation, simple_spread does not).
+A mixing network combines them into
     Q_tot(s, a) = f_s(Q_1(o_1, a_1), ..., Q_N(o_N, a_N)),   with dQ_tot / dQ_i >= 0 for every i,
 where the weights of f_s come from hypernetworks reading the global state s, made non-negative by an
 absolute value. Monotonicity makes each agent's argmax of its own Q_i an argmax of Q_tot, so the agents
@@ -97,6 +98,10 @@ class Args:
     """if toggled, every observation and the state end with the elapsed time t / T (envs/elapsed_time.py): with
     --time-limit-terminal the time left is then in what the agents see, as a Markov state needs (Pardo et al., 2018).
     Not EPyMARL's (its agents see no clock); games that end by a time limit only"""
+    obs_agent_id: bool = False
+    """if toggled, EPyMARL's agent network: one network for all agents, output layer included, with each agent's
+    one-hot id appended to its observation (EPyMARL's obs_agent_id). Off (the default): the shared torso with one
+    output layer per agent. Needs every agent to have the same number of actions"""
     # <<< shared:epymarl_flags
     mixing_embed_dim: int = 32
     """width of the mixing network's hidden layer"""
@@ -167,20 +172,27 @@ class Args:
 # ============================ the algorithm: networks ============================
 class DecentralizedQNetwork(nn.Module):
     """Q_i(o_i, .) for every agent: one torso shared by all agents, one head each (the matrix games put agent i's
-    id in o_i; on simple_spread nothing in o_i names the agent, and the heads tell the agents apart).
+    id in o_i; on simple_spread nothing in o_i names the agent, and the heads tell the agents apart). With
+    agent_id_input (--obs-agent-id), EPyMARL's network instead: one head for all, and the id e_i in the input.
 
     This module alone is what gets deployed: each agent runs it on its own observation and takes the argmax.
     """
 
-    def __init__(self, obs_dim: int, action_sizes: list[int], hidden: int):
+    def __init__(self, obs_dim: int, action_sizes: list[int], hidden: int, agent_id_input: bool = False):
         super().__init__()
-        self.torso = nn.Sequential(nn.Linear(obs_dim, hidden), nn.ReLU(), nn.Linear(hidden, hidden), nn.ReLU())
-        self.heads = nn.ModuleList(nn.Linear(hidden, n) for n in action_sizes)
+        self.n_agents, self.agent_id_input = len(action_sizes), agent_id_input
+        in_dim = obs_dim + self.n_agents if agent_id_input else obs_dim
+        self.torso = nn.Sequential(nn.Linear(in_dim, hidden), nn.ReLU(), nn.Linear(hidden, hidden), nn.ReLU())
+        self.heads = nn.ModuleList(nn.Linear(hidden, n) for n in (action_sizes[:1] if agent_id_input else action_sizes))
 
     def forward(self, obs: torch.Tensor) -> list[torch.Tensor]:
         """obs (..., N, obs_dim) -> [Q_i(o_i, .) of shape (..., |A_i|) for each agent i]"""
+        if self.agent_id_input:  # agent i reads (o_i, e_i): the rows of the identity matrix, one per agent
+            ids = torch.eye(self.n_agents, device=obs.device).expand(*obs.shape[:-1], self.n_agents)
+            obs = torch.cat([obs, ids], -1)
         features = self.torso(obs)
-        return [head(features[..., i, :]) for i, head in enumerate(self.heads)]
+        heads = [self.heads[0]] * self.n_agents if self.agent_id_input else self.heads
+        return [head(features[..., i, :]) for i, head in enumerate(heads)]
 
 
 class QMixer(nn.Module):
@@ -304,6 +316,9 @@ def check_args(args: Args) -> None:
     if args.observe_time and args.env_id not in MPE_ENV_IDS:
         raise ValueError(f"--observe-time applies to games that end by a time limit ({', '.join(MPE_ENV_IDS)}),"
                          f" not --env-id {args.env_id}")
+    if args.obs_agent_id and len(set(make_envs(args, 1).action_sizes)) > 1:
+        raise ValueError(f"--obs-agent-id shares one output layer, so every agent needs the same number of actions;"
+                         f" --env-id {args.env_id} has {make_envs(args, 1).action_sizes}")
     for flag in ("buffer_size", "batch_size", "target_network_frequency", "train_frequency", "gradient_steps",
                  "hidden_size",
                  "mixing_embed_dim", "hypernet_embed"):
@@ -341,8 +356,8 @@ def train(args: Args) -> dict:
         envs, eval_envs = ElapsedTime(envs), ElapsedTime(eval_envs)
     n_agents, action_sizes, T = envs.n_agents, envs.action_sizes, envs.episode_length
 
-    q_network = DecentralizedQNetwork(envs.obs_dim, action_sizes, args.hidden_size).to(device)
-    target_network = DecentralizedQNetwork(envs.obs_dim, action_sizes, args.hidden_size).to(device)
+    q_network = DecentralizedQNetwork(envs.obs_dim, action_sizes, args.hidden_size, args.obs_agent_id).to(device)
+    target_network = DecentralizedQNetwork(envs.obs_dim, action_sizes, args.hidden_size, args.obs_agent_id).to(device)
     target_network.load_state_dict(q_network.state_dict())
     mixer = QMixer(n_agents, envs.state_dim, args.mixing_embed_dim, args.hypernet_layers, args.hypernet_embed).to(device)
     target_mixer = copy.deepcopy(mixer)

@@ -1,9 +1,9 @@
 """QTRAN-base: factorize a joint action-value through a transformation, for decentralized execution.
 
-Each agent i has a utility Q_i(o_i, a_i) (one torso shared by all agents, the agent's id is in its
-observation, one head per agent) and acts greedily on it alone. Training is centralized: a joint
-action-value network Q_jt(s, a) is fit by TD learning, and a state-value network V_jt(s) measures the
-gap between Q_jt and the sum of utilities Q'(s, a) = sum_i Q_i(o_i, a_i). QTRAN's Theorem 1: the
+Each agent i has a utility Q_i(o_i, a_i) (one torso shared by all agents, one head per agent; the
+matrix games put the agent's id in its observation) and acts greedily on it alone. Training is
+centralized: a joint action-value network Q_jt(s, a) is fit by TD learning, and a state-value network
+V_jt(s) measures the gap between Q_jt and the sum of utilities Q'(s, a) = sum_i Q_i(o_i, a_i). QTRAN's Theorem 1: the
 utilities factorize Q_jt (argmax_a Q_jt = the agents' own argmaxes u_bar) when
     Q'(s, a) - Q_jt(s, a) + V_jt(s) = 0  for a = u_bar,   and  >= 0  for every other a,
 and the losses L_opt, L_nopt push towards exactly these two conditions (QTRAN-base, not QTRAN-alt).

@@ -91,6 +91,21 @@ def observe_time_ignored(script: str) -> Mutation:
                     T(TIME_LIMITS, f"test_observe_time_reaches_the_saved_network[{script}]"))
 
 
+def agent_id_ignored(script: str) -> Mutation:
+    return Mutation(f"{script}-obs-agent-id-ignored", script, "--obs-agent-id ignored: the per-agent heads network",
+                    "q_network = DecentralizedQNetwork(envs.obs_dim, action_sizes, args.hidden_size, args.obs_agent_id)"
+                    ".to(device)\n    target_network = DecentralizedQNetwork(envs.obs_dim, action_sizes, args.hidden_size,"
+                    " args.obs_agent_id)", "q_network = DecentralizedQNetwork(envs.obs_dim, action_sizes, args.hidden_size)"
+                    ".to(device)\n    target_network = DecentralizedQNetwork(envs.obs_dim, action_sizes, args.hidden_size)",
+                    T("test_replay_options.py", f"test_obs_agent_id_reaches_the_saved_network[{script}]"))
+
+
+def agent_id_zeroed(script: str) -> Mutation:
+    return Mutation(f"{script}-agent-id-zeroed", script, "the one-hot ids appended as zeros: the agents look alike",
+                    "ids = torch.eye(self.n_agents, device=obs.device)", "ids = torch.zeros(self.n_agents, self.n_agents)",
+                    T("test_replay_options.py", f"test_obs_agent_id_is_one_network_reading_the_agents_id[{script}]"))
+
+
 def one_gradient_step(script: str) -> Mutation:
     return Mutation(f"{script}-gradient-steps-ignored", script, "--gradient-steps ignored: one gradient step per round",
                     "for _ in range(args.gradient_steps):", "for _ in range(1):",
@@ -271,6 +286,8 @@ MUTATIONS = [
     batch_standardization_ignored("iql"),
     time_limit_terminal_ignored("iql"),
     observe_time_ignored("iql"),
+    agent_id_ignored("iql"),
+    agent_id_zeroed("iql"),
     # ------------------------------------------------------------------ vdn
     time_limit_is_terminal("vdn"),
     Mutation("vdn-q-tot-is-a-mean", "vdn", "Q_tot trained as the mean of the utilities, not their sum",
@@ -284,6 +301,8 @@ MUTATIONS = [
     batch_standardization_ignored("vdn"),
     time_limit_terminal_ignored("vdn"),
     observe_time_ignored("vdn"),
+    agent_id_ignored("vdn"),
+    agent_id_zeroed("vdn"),
     # ------------------------------------------------------------------ qmix
     Mutation("qmix-mixer-not-monotonic", "qmix", "the absolute value dropped from the mixing weights",
              "return torch.abs(weights)", "return weights",
@@ -299,6 +318,8 @@ MUTATIONS = [
     batch_standardization_ignored("qmix"),
     time_limit_terminal_ignored("qmix"),
     observe_time_ignored("qmix"),
+    agent_id_ignored("qmix"),
+    agent_id_zeroed("qmix"),
     # ------------------------------------------------------------------ qtran
     Mutation("qtran-time-limit-is-terminal", "qtran", "no bootstrap from the last step at a time limit",
              "bootstrapped = T if envs.ends_by_time_limit else T - 1", "bootstrapped = T - 1",

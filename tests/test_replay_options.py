@@ -1,15 +1,18 @@
-"""The value-based scripts' EPyMARL options: --gradient-steps (the replay ratio), --standardize-rewards and
---reward-standardization.
+"""The value-based scripts' EPyMARL options: --gradient-steps (the replay ratio), --standardize-rewards,
+--reward-standardization and --obs-agent-id (EPyMARL's agent network).
 
-EPyMARL makes one gradient step per episode collected and standardizes rewards; these flags let iql, vdn and
-qmix do the same (both off by default, so the matrix-game results stand as measured).
+EPyMARL makes one gradient step per episode collected, standardizes rewards and gives every agent one network that
+reads the agent's one-hot id; these flags let iql, vdn and qmix do the same (off by default, so the matrix-game
+results stand as measured).
 """
 
 import numpy as np
 import pytest
 import torch
+import torch.nn.functional as F
 
 from algos import iql, qmix, vdn
+from envs import BatchedMPE
 from tests.test_time_limits import QUICK, learned_values
 
 MODULES = [iql, vdn, qmix]
@@ -127,3 +130,31 @@ def test_reward_standardization_needs_the_flag(module):
     assert module.Args(standardize_rewards=True).reward_standardization == "batch"  # the paper's code, the default
     with pytest.raises(ValueError, match="--reward-standardization must be batch or running"):
         module.check_args(module.Args(standardize_rewards=True, reward_standardization="mean"))
+
+
+@pytest.mark.parametrize("module", MODULES, ids=IDS)
+def test_obs_agent_id_is_one_network_reading_the_agents_id(module):
+    """Agent i's utilities are the one shared network (output layer included) on (o_i, e_i): two agents that see
+    the same observation differ only through their ids."""
+    torch.manual_seed(0)
+    network = module.DecentralizedQNetwork(4, [3, 3], 8, agent_id_input=True)
+    assert len(network.heads) == 1 and network.torso[0].in_features == 4 + 2
+    obs = torch.randn(5, 1, 4).expand(5, 2, 4)  # both agents see the same thing
+    utilities = network(obs)
+    for i, q in enumerate(utilities):
+        agent_id = F.one_hot(torch.tensor(i), 2).float().expand(5, 2)
+        torch.testing.assert_close(q, network.heads[0](network.torso(torch.cat([obs[:, i], agent_id], -1))))
+    assert not torch.allclose(utilities[0], utilities[1])
+
+
+@pytest.mark.parametrize("module", MODULES, ids=IDS)
+def test_obs_agent_id_reaches_the_saved_network(module, run_algo, tmp_path):
+    name = module.__name__.split(".")[-1]
+    run_algo(name, env_id="simple_spread", obs_agent_id=True, total_timesteps=400, num_envs=4, eval_episodes=2,
+             save_model=True)
+    (path,) = tmp_path.glob(f"runs/*/{name}.actors.pt")
+    saved = torch.load(path, weights_only=True)
+    assert saved["torso.0.weight"].shape[1] == BatchedMPE(1).obs_dim + 3  # the observation and a one-hot id of 3
+    assert [key for key in saved if key.startswith("heads.")] == ["heads.0.weight", "heads.0.bias"]
+    with pytest.raises(ValueError, match="--obs-agent-id shares one output layer.* has \\[3, 2\\]"):
+        module.train(module.Args(env_id="custom", payoff="[[0, 1], [2, 3], [4, 5]]", obs_agent_id=True, quiet=True))
