@@ -233,6 +233,14 @@ def settings(job: dict) -> dict:
     return {name: value for name, value in vars(args).items() if name not in NOT_SETTINGS}
 
 
+def changed_settings(job: dict, saved: dict, want: dict) -> list[str]:
+    """The fields in which a saved run's settings differ from the ones the script would use now. A field the saved
+    settings lack (a flag added to the script after the run) counts as its default: a new flag's default keeps
+    what the script did before (this project's rule for new flags), so it changes the run only when set."""
+    defaults = {name: field.default for name, field in args_fields(parse_variant(job["algo"])[0]).items()}
+    return sorted(k for k in {*want, *saved} if want.get(k) != saved.get(k, defaults.get(k)))
+
+
 def run_one(job: dict) -> dict:
     """One training run, in a worker process (the pool's or Ray's), logs in a throwaway directory: the summary,
     and the scalars named in job['read_scalars'] as {tag: [steps, values]}."""
@@ -498,9 +506,8 @@ def run_sweep(jobs: list[dict], results: Results, *, add: bool = False, rerun: b
         run = results.runs[saved[key]] if key in saved else None
         if run is None or rerun:
             todo.append(j)
-        elif run.get("settings") is not None and run["settings"] != want:
-            changed = sorted(k for k in {*want, *run["settings"]} if want.get(k) != run["settings"].get(k))
-            notes.setdefault(j["algo"], set()).update(changed)
+        elif run.get("settings") is not None and changed_settings(j, run["settings"], want):
+            notes.setdefault(j["algo"], set()).update(changed_settings(j, run["settings"], want))
             todo.append(j)
         elif not set(j["read_scalars"]) <= set(run["scalars"]):
             todo.append(j)

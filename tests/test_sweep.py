@@ -217,6 +217,15 @@ def test_resume_skips_saved_runs_and_redoes_changed_ones(tmp_path):
     assert [job["algo"] for job in changed.trained] == ["mi_pg"] and changed.reused == 3
     assert Results(path).runs[0]["settings"]["learning_rate"] == 0.01
 
+    # a flag added to a script after its runs were saved (as if iql's --obs-agent-id were new: the saved settings
+    # lack it) changes nothing while the runs keep the flag's default
+    saved = json.loads(path.read_text())
+    for run in saved["runs"]:
+        run["settings"].pop("obs_agent_id", None)
+    path.write_text(json.dumps(saved))
+    kept = run_sweep(sweep, Results(path), task=fake_run, workers=2, progress=False)
+    assert (len(kept.trained), kept.reused) == (0, 4)
+
     # a changed common flag is another run (another key): with --add both are kept
     more = make_jobs(["mi_pg"], ["climbing"], [1], common={**TINY, "total_timesteps": 2560})
     with pytest.raises(SweepError, match="holds 4 runs outside this sweep"):
