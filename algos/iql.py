@@ -366,7 +366,8 @@ def train(args: Args) -> dict:
                     # each agent's own TD target from the team reward:  y_i = r + gamma (1 - done) max_a' Q_i^-(o_i', a')
                     td_target = b_rewards.unsqueeze(-1) + args.gamma * (1.0 - b_dones).unsqueeze(-1) * next_q
                 q_taken = chosen_q(q_network(b_obs[:, :T]), b_actions)  # (batch, T, N)
-                # loss = E[ sum_i (Q_i(o_i, a_i) - y_i)^2 ] (averaged over episodes, steps and agents)
+                # loss = E[ (1/N) sum_i (Q_i(o_i, a_i) - y_i)^2 ]: the docstring's sum over agents divided by N, so
+                # averaged over episodes, steps and agents alike (as EPyMARL's q_learner averages)
                 td_loss = F.mse_loss(q_taken, td_target)
                 optimizer.zero_grad()
                 td_loss.backward()
