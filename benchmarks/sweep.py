@@ -28,6 +28,7 @@ import itertools
 import json
 import os
 import re
+import signal
 import statistics
 import subprocess
 import sys
@@ -344,6 +345,12 @@ def error_text(err: BaseException) -> str:
     return traceback.format_exception_only(type(err), err)[-1].strip()
 
 
+def stop_on_sigterm(signum, frame):
+    """`kill PID` stops a sweep as Ctrl-C does. A shell starts its background jobs with SIGINT ignored, so a sweep
+    started with `nohup ... &` cannot be stopped by SIGINT; SIGTERM, the signal `kill` sends, does it instead."""
+    raise KeyboardInterrupt
+
+
 class LocalPool:
     """`workers` processes on this machine. When a worker process dies (killed, out of memory) the pool breaks:
     it is rebuilt and the runs it held are retried, each at most `max_retries` times."""
@@ -635,9 +642,10 @@ def load_results(path: Path, parser: argparse.ArgumentParser) -> Results:
 
 def run_from_args(sweep: list[dict], args: argparse.Namespace, parser: argparse.ArgumentParser, script: str,
                   out: Path) -> tuple[Results, SweepOutcome]:
-    """A benchmark's sweep from its flags, into out.json: bad input is a parser error (exit 2), Ctrl-C saves what
-    finished (exit 130), failed runs exit 1 after saving the others."""
+    """A benchmark's sweep from its flags, into out.json: bad input is a parser error (exit 2), Ctrl-C or SIGTERM
+    (`kill PID`) saves what finished (exit 130), failed runs exit 1 after saving the others."""
     command = f"python {script} {' '.join(sys.argv[1:])}".strip()
+    previous = signal.signal(signal.SIGTERM, stop_on_sigterm)
     try:
         results = Results(out.with_suffix(".json"))
         outcome = run_sweep(sweep, results, **sweep_options(args, parser, command))
@@ -648,6 +656,8 @@ def run_from_args(sweep: list[dict], args: argparse.Namespace, parser: argparse.
         print(f"\ninterrupted: {results.path} holds {saved} finished runs; run the same command again to resume",
               file=sys.stderr)
         sys.exit(130)
+    finally:
+        signal.signal(signal.SIGTERM, previous)
     if outcome.failed:
         print(f"{len(outcome.failed)} runs failed (listed above); the others are saved in {results.path}. Run the "
               "same command again to retry the failed ones; --report-only makes the tables of what finished.",

@@ -271,6 +271,37 @@ def test_interrupted_sweep_resumes_to_the_same_file(local_runs, tmp_path, monkey
     assert without_wall_time(after) == without_wall_time(local_runs)
 
 
+def test_kill_stops_a_background_sweep_and_saves_what_finished(tmp_path):
+    """A benchmark command started in the background, where the shell leaves SIGINT (Ctrl-C) ignored, stops on
+    `kill PID` (SIGTERM) as on Ctrl-C: the run in flight is stopped (no worker process outlives the command), the
+    finished runs are saved, the exit status is 130."""
+    out = tmp_path / "killed"
+    in_background = ["sh", "-c", 'trap "" INT; exec "$0" "$@"']  # SIGINT ignored, as for `command &` in a script
+    command = [sys.executable, "benchmarks/matrix_games.py", "--algos", "ipg", "--games", "climbing", "--starts",
+               "uniform", "--seeds", "40", "--total-timesteps", "1280", "--workers", "1", "--out", str(out)]
+    process = subprocess.Popen(in_background + command, cwd=ROOT, stdout=subprocess.DEVNULL, stderr=subprocess.PIPE,
+                               text=True)
+    results, deadline = out.with_suffix(".json"), time.monotonic() + 120
+    while not (results.exists() and Results(results).runs) and time.monotonic() < deadline:
+        time.sleep(0.1)
+    process.send_signal(signal.SIGINT)
+    time.sleep(1)
+    assert process.poll() is None  # Ctrl-C's signal is ignored in the background
+    process.terminate()
+    _, stderr = process.communicate(timeout=60)
+    assert process.returncode == 130 and "interrupted:" in stderr, stderr
+    assert 1 <= len(Results(results).runs) < 40
+    workers = [proc for proc in Path("/proc").glob("[0-9]*") if str(out) in proc_cmdline(proc)]
+    assert not workers  # forked workers carry the command's arguments, the results path among them
+
+
+def proc_cmdline(proc: Path) -> str:
+    try:
+        return (proc / "cmdline").read_bytes().decode(errors="replace")
+    except OSError:  # the process ended meanwhile
+        return ""
+
+
 def test_local_pool_retries_a_run_whose_worker_died(local_runs, tmp_path, monkeypatch):
     marker = tmp_path / "died"
     monkeypatch.setenv("SWEEP_TEST_MARKER", str(marker))
