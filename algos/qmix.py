@@ -316,9 +316,9 @@ def check_args(args: Args) -> None:
     if args.observe_time and args.env_id not in MPE_ENV_IDS:
         raise ValueError(f"--observe-time applies to games that end by a time limit ({', '.join(MPE_ENV_IDS)}),"
                          f" not --env-id {args.env_id}")
-    if args.obs_agent_id and len(set(make_envs(args, 1).action_sizes)) > 1:
+    if args.obs_agent_id and len(set(action_sizes := make_envs(args, 1).action_sizes)) > 1:
         raise ValueError(f"--obs-agent-id shares one output layer, so every agent needs the same number of actions;"
-                         f" --env-id {args.env_id} has {make_envs(args, 1).action_sizes}")
+                         f" --env-id {args.env_id} has {action_sizes}")
     for flag in ("buffer_size", "batch_size", "target_network_frequency", "train_frequency", "gradient_steps",
                  "hidden_size",
                  "mixing_embed_dim", "hypernet_embed"):
