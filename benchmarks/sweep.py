@@ -513,8 +513,8 @@ def run_sweep(jobs: list[dict], results: Results, *, add: bool = False, rerun: b
         run = results.runs[saved[key]] if key in saved else None
         if run is None or rerun:
             todo.append(j)
-        elif run.get("settings") is not None and changed_settings(j, run["settings"], want):
-            notes.setdefault(j["algo"], set()).update(changed_settings(j, run["settings"], want))
+        elif run.get("settings") is not None and (changed := changed_settings(j, run["settings"], want)):
+            notes.setdefault(j["algo"], set()).update(changed)
             todo.append(j)
         elif not set(j["read_scalars"]) <= set(run["scalars"]):
             todo.append(j)
