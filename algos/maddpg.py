@@ -491,6 +491,8 @@ def evaluate(envs, act) -> dict[str, float]:
     """One batch of episodes of `act(obs, state) -> actions (B, N)`: {"return": the mean episode return}; on
     simple_spread also the EPyMARL paper's return of the same episodes and their colliding pair-steps (envs/mpe.py)."""
     obs, state = envs.reset()
+    if hasattr(act, "start_episodes"):  # a policy with memory (--recurrent in iql, vdn, qmix) starts each episode empty
+        act.start_episodes()
     episode_return = torch.zeros(envs.num_envs, device=obs.device)
     for _ in range(envs.episode_length):
         obs, state, reward, _ = envs.step(act(obs, state))

@@ -100,6 +100,10 @@ class Args:
     """if toggled, EPyMARL's agent network: one network for all agents, output layer included, with each agent's
     one-hot id appended to its observation (EPyMARL's obs_agent_id). Off (the default): the shared torso with one
     output layer per agent. Needs every agent to have the same number of actions"""
+    recurrent: bool = False
+    """if toggled, EPyMARL's recurrent agent (its rnn agent with use_rnn: True): a GRU cell as the second layer, its
+    memory cleared at each episode's start; trained on whole stored episodes, unrolled from their first step. Off
+    (the default): feed-forward, as EPyMARL's qmix.yaml, vdn.yaml and iql.yaml (use_rnn: False)"""
     # <<< shared:epymarl_flags
 
     # >>> shared:args (every script in algos/ has these fields; tests/test_shared_blocks.py keeps the copies identical)
@@ -164,26 +168,76 @@ class Args:
 class DecentralizedQNetwork(nn.Module):
     """Q_i(o_i, .) for every agent: one torso shared by all agents, one head each (the matrix games put agent i's
     id in o_i; on simple_spread nothing in o_i names the agent, and the heads tell the agents apart). With
-    agent_id_input (--obs-agent-id), EPyMARL's network instead: one head for all, and the id e_i in the input.
+    agent_id_input (--obs-agent-id), EPyMARL's network instead: one head for all, and the id e_i in the input. With
+    recurrent (--recurrent), EPyMARL's recurrent agent: the torso's second layer is a GRU cell, so Q_i reads
+    everything agent i has observed since the episode began, not only its last observation.
 
-    This module alone is what gets deployed: each agent runs it on its own observation and takes the argmax.
+    This module alone is what gets deployed: each agent runs it on its own observation (recurrent: and its own
+    memory) and takes the argmax.
     """
 
-    def __init__(self, obs_dim: int, action_sizes: list[int], hidden: int, agent_id_input: bool = False):
+    def __init__(self, obs_dim: int, action_sizes: list[int], hidden: int, agent_id_input: bool = False,
+                 recurrent: bool = False):
         super().__init__()
-        self.n_agents, self.agent_id_input = len(action_sizes), agent_id_input
+        self.n_agents, self.agent_id_input, self.recurrent = len(action_sizes), agent_id_input, recurrent
         in_dim = obs_dim + self.n_agents if agent_id_input else obs_dim
-        self.torso = nn.Sequential(nn.Linear(in_dim, hidden), nn.ReLU(), nn.Linear(hidden, hidden), nn.ReLU())
+        if recurrent:  # EPyMARL's rnn agent with use_rnn: True (Linear, ReLU, then a GRU cell)
+            self.encoder = nn.Sequential(nn.Linear(in_dim, hidden), nn.ReLU())
+            self.gru = nn.GRUCell(hidden, hidden)
+        else:
+            self.torso = nn.Sequential(nn.Linear(in_dim, hidden), nn.ReLU(), nn.Linear(hidden, hidden), nn.ReLU())
         self.heads = nn.ModuleList(nn.Linear(hidden, n) for n in (action_sizes[:1] if agent_id_input else action_sizes))
 
-    def forward(self, obs: torch.Tensor) -> list[torch.Tensor]:
-        """obs (..., N, obs_dim) -> [Q_i(o_i, .) of shape (..., |A_i|) for each agent i]"""
+    def with_ids(self, obs: torch.Tensor) -> torch.Tensor:
         if self.agent_id_input:  # agent i reads (o_i, e_i): the rows of the identity matrix, one per agent
             ids = torch.eye(self.n_agents, device=obs.device).expand(*obs.shape[:-1], self.n_agents)
             obs = torch.cat([obs, ids], -1)
-        features = self.torso(obs)
+        return obs
+
+    def utilities(self, features: torch.Tensor) -> list[torch.Tensor]:
         heads = [self.heads[0]] * self.n_agents if self.agent_id_input else self.heads
         return [head(features[..., i, :]) for i, head in enumerate(heads)]
+
+    def forward(self, obs: torch.Tensor) -> list[torch.Tensor]:
+        """obs (..., N, obs_dim) -> [Q_i(o_i, .) of shape (..., |A_i|) for each agent i]. Recurrent: obs (B, L, N,
+        obs_dim) are B episodes from their first step, and each agent's memory runs along L from empty."""
+        if not self.recurrent:
+            return self.utilities(self.torso(self.with_ids(obs)))
+        x = self.encoder(self.with_ids(obs))
+        memory, features = None, []
+        for t in range(x.shape[1]):  # h_t = GRU(x_t, h_{t-1}), h_{-1} = 0
+            memory = self.gru(x[:, t].reshape(-1, x.shape[-1]), memory)
+            features.append(memory.view(x[:, t].shape))
+        return self.utilities(torch.stack(features, 1))
+
+    def step(self, obs: torch.Tensor, memory: torch.Tensor | None = None):
+        """One step of acting: obs (B, N, obs_dim) and the memory the last step returned (None at an episode's
+        first step) -> ([Q_i (B, |A_i|)], the new memory (B * N, hidden); None when not recurrent)."""
+        if not self.recurrent:
+            return self(obs), None
+        x = self.encoder(self.with_ids(obs))
+        memory = self.gru(x.reshape(-1, x.shape[-1]), memory)
+        return self.utilities(memory.view(x.shape)), memory
+
+
+class GreedyAgents:
+    """The deployed policy: each agent's argmax of its own Q_i, act(obs, state) -> actions (B, N). A recurrent
+    network keeps every agent's memory from call to call; start_episodes() clears it (evaluate() calls it after each
+    reset, the training loop at the start of each collected episode)."""
+
+    def __init__(self, network: DecentralizedQNetwork):
+        self.network, self.memory = network, None
+
+    def start_episodes(self) -> None:
+        self.memory = None
+
+    def utilities(self, obs: torch.Tensor) -> list[torch.Tensor]:
+        qs, self.memory = self.network.step(obs, self.memory)
+        return qs
+
+    def __call__(self, obs: torch.Tensor, state: torch.Tensor | None) -> torch.Tensor:
+        # each agent argmaxes its own Q_i on what it has observed: no joint action is ever formed
+        return torch.stack([q.argmax(-1) for q in self.utilities(obs)], -1)
 
 
 def chosen_q(utilities: list[torch.Tensor], actions: torch.Tensor) -> torch.Tensor:
@@ -300,33 +354,38 @@ def train(args: Args) -> dict:
         envs, eval_envs = ElapsedTime(envs), ElapsedTime(eval_envs)
     n_agents, action_sizes, T = envs.n_agents, envs.action_sizes, envs.episode_length
 
-    q_network = DecentralizedQNetwork(envs.obs_dim, action_sizes, args.hidden_size, args.obs_agent_id).to(device)
-    target_network = DecentralizedQNetwork(envs.obs_dim, action_sizes, args.hidden_size, args.obs_agent_id).to(device)
+    q_network = DecentralizedQNetwork(envs.obs_dim, action_sizes, args.hidden_size, args.obs_agent_id,
+                                      args.recurrent).to(device)
+    target_network = DecentralizedQNetwork(envs.obs_dim, action_sizes, args.hidden_size, args.obs_agent_id,
+                                           args.recurrent).to(device)
     target_network.load_state_dict(q_network.state_dict())
     optimizer = torch.optim.Adam(q_network.parameters(), lr=args.learning_rate)
     # running statistics only with --reward-standardization running; batch statistics need no state
     running_rewards = args.standardize_rewards and args.reward_standardization == "running"
     reward_stats = RunningMeanStd(device) if running_rewards else None
 
-    def act_greedy(obs, state):
-        # each agent argmaxes its own Q_i on its own observation: no joint action is ever formed
-        return torch.stack([q.argmax(-1) for q in q_network(obs)], -1)
+    act_greedy = GreedyAgents(q_network)  # the evaluator's; with --recurrent it keeps the agents' memory
 
     all_joint_actions = joint_actions(action_sizes, device)
+    joint_view = GreedyAgents(q_network)  # its own memory: it plays its own evaluation episodes
 
     def act_joint_greedy(obs, state):
         # the argmax of Q_tot over all joint actions (for the summary; needs every agent's Q_i, so not deployable)
-        best = q_tot_table(q_network(obs)).flatten(1).argmax(-1)
+        best = q_tot_table(joint_view.utilities(obs)).flatten(1).argmax(-1)
         return all_joint_actions[best]
+
+    act_joint_greedy.start_episodes = joint_view.start_episodes
 
     evaluator = Evaluator(args, eval_envs, {
         "decentralized_return_greedy": act_greedy,
         "joint_return_greedy": act_joint_greedy,
     })
 
+    collector = GreedyAgents(q_network)  # acts in the training games (its own memory)
+
     def act_epsilon_greedy(obs, epsilon: float):
         # every agent explores on its own coin flip, as each would when deployed alone
-        greedy = act_greedy(obs, None)
+        greedy = collector(obs, None)
         random_actions = torch.stack([torch.randint(n, (obs.shape[0],), device=device) for n in action_sizes], -1)
         return torch.where(torch.rand(greedy.shape, device=device) < epsilon, random_actions, greedy)
 
@@ -350,6 +409,7 @@ def train(args: Args) -> dict:
                                   global_step)
         slots = torch.arange(buffer_pos, buffer_pos + B, device=device) % S
         obs, state = envs.reset()
+        collector.start_episodes()
         with torch.no_grad():
             for t in range(T):
                 obs_buf[slots, t], state_buf[slots, t] = obs, state
@@ -376,10 +436,18 @@ def train(args: Args) -> dict:
                 elif args.standardize_rewards:  # --reward-standardization batch
                     # r <- (r - mean) / (std + 1e-5), this batch's own statistics (EPyMARL's 2021 q_learner)
                     b_rewards = (b_rewards - b_rewards.mean()) / (b_rewards.std() + 1e-5)
+                if args.recurrent:  # the memory starts at each episode's first step: run once over all T + 1 steps
+                    online_qs = q_network(b_obs)
+                    current_qs, next_online_qs = [q[:, :T] for q in online_qs], [q[:, 1:].detach() for q in online_qs]
+                    with torch.no_grad():
+                        next_target_qs = [q[:, 1:] for q in target_network(b_obs)]
+                else:
+                    current_qs = q_network(b_obs[:, :T])
+                    with torch.no_grad():
+                        next_online_qs, next_target_qs = q_network(b_obs[:, 1:]), target_network(b_obs[:, 1:])
                 with torch.no_grad():
-                    next_target_qs = target_network(b_obs[:, 1:])
                     if args.double_q:  # a' = argmax of the online Q_i, valued by the target Q_i
-                        next_actions = torch.stack([q.argmax(-1) for q in q_network(b_obs[:, 1:])], -1)
+                        next_actions = torch.stack([q.argmax(-1) for q in next_online_qs], -1)
                         next_q = chosen_q(next_target_qs, next_actions)
                     else:
                         next_q = torch.stack([q.max(-1).values for q in next_target_qs], -1)
@@ -387,7 +455,7 @@ def train(args: Args) -> dict:
                     # with --double-q, sum_i Q_i^-(o_i', argmax_a' Q_i(o_i', a'))
                     td_target = b_rewards + args.gamma * (1.0 - b_dones) * next_q.sum(-1)
                 # Q_tot(s, a) = sum_i Q_i(o_i, a_i)
-                q_tot = chosen_q(q_network(b_obs[:, :T]), b_actions).sum(-1)  # (batch, T)
+                q_tot = chosen_q(current_qs, b_actions).sum(-1)  # (batch, T)
                 # loss = E[ (Q_tot(s, a) - y)^2 ]: the only learning signal; no agent has a loss of its own
                 td_loss = F.mse_loss(q_tot, td_target)
                 optimizer.zero_grad()
@@ -432,7 +500,7 @@ def train(args: Args) -> dict:
     if envs.tabular:
         with torch.no_grad():  # matrix games: the learned tables, entry t = round t
             round_obs = torch.as_tensor(np.stack([envs.observation_array(t) for t in range(T)]), device=device)
-            round_utilities = q_network(round_obs)
+            round_utilities = [q[0] for q in q_network(round_obs[None])]  # one episode, round by round
             summary["utilities"] = {agent: q.tolist() for agent, q in zip(envs.possible_agents, round_utilities)}
             summary["q_tot"] = q_tot_table(round_utilities).tolist()  # [round][a_1]...[a_N], shaped like the payoff
     if args.save_model:
@@ -508,6 +576,8 @@ def evaluate(envs, act) -> dict[str, float]:
     """One batch of episodes of `act(obs, state) -> actions (B, N)`: {"return": the mean episode return}; on
     simple_spread also the EPyMARL paper's return of the same episodes and their colliding pair-steps (envs/mpe.py)."""
     obs, state = envs.reset()
+    if hasattr(act, "start_episodes"):  # a policy with memory (--recurrent in iql, vdn, qmix) starts each episode empty
+        act.start_episodes()
     episode_return = torch.zeros(envs.num_envs, device=obs.device)
     for _ in range(envs.episode_length):
         obs, state, reward, _ = envs.step(act(obs, state))

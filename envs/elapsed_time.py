@@ -52,4 +52,6 @@ class ElapsedTime:
             calls += 1
             return act(obs, state)
 
+        if hasattr(act, "start_episodes"):  # a policy with memory: the wrapped game clears it at each episode's start
+            act_with_time.start_episodes = act.start_episodes
         return self.envs.record_episodes(act_with_time, seeds, out_dir)

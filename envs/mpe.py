@@ -149,6 +149,8 @@ def record_episodes(act, seeds, out_dir, env_id: str = "simple_spread", episode_
     paths = []
     for seed in seeds:
         observations, _ = env.reset(seed=int(seed))
+        if hasattr(act, "start_episodes"):  # a policy with memory starts each episode empty
+            act.start_episodes()
         frames = [env.render()]
         for _ in range(episode_length):
             obs = torch.as_tensor(np.stack([observations[agent] for agent in agents])).unsqueeze(0)

@@ -93,10 +93,8 @@ def observe_time_ignored(script: str) -> Mutation:
 
 def agent_id_ignored(script: str) -> Mutation:
     return Mutation(f"{script}-obs-agent-id-ignored", script, "--obs-agent-id ignored: the per-agent heads network",
-                    "q_network = DecentralizedQNetwork(envs.obs_dim, action_sizes, args.hidden_size, args.obs_agent_id)"
-                    ".to(device)\n    target_network = DecentralizedQNetwork(envs.obs_dim, action_sizes, args.hidden_size,"
-                    " args.obs_agent_id)", "q_network = DecentralizedQNetwork(envs.obs_dim, action_sizes, args.hidden_size)"
-                    ".to(device)\n    target_network = DecentralizedQNetwork(envs.obs_dim, action_sizes, args.hidden_size)",
+                    "args.hidden_size, args.obs_agent_id,\n                                      args.recurrent)",
+                    "args.hidden_size, False,\n                                      args.recurrent)",
                     T("test_replay_options.py", f"test_obs_agent_id_reaches_the_saved_network[{script}]"))
 
 
@@ -104,6 +102,34 @@ def agent_id_zeroed(script: str) -> Mutation:
     return Mutation(f"{script}-agent-id-zeroed", script, "the one-hot ids appended as zeros: the agents look alike",
                     "ids = torch.eye(self.n_agents, device=obs.device)", "ids = torch.zeros(self.n_agents, self.n_agents)",
                     T("test_replay_options.py", f"test_obs_agent_id_is_one_network_reading_the_agents_id[{script}]"))
+
+
+def recurrent_ignored(script: str) -> Mutation:
+    return Mutation(f"{script}-recurrent-ignored", script, "--recurrent ignored: feed-forward agents",
+                    "args.obs_agent_id,\n                                      args.recurrent)",
+                    "args.obs_agent_id,\n                                      False)",
+                    T("test_replay_options.py", f"test_recurrent_reaches_training_and_the_saved_network[{script}]"))
+
+
+def memory_not_carried(script: str) -> Mutation:
+    return Mutation(f"{script}-memory-not-carried", script, "acting agents forget their memory at every step",
+                    "qs, self.memory = self.network.step(obs, self.memory)", "qs, _ = self.network.step(obs, self.memory)",
+                    T("test_replay_options.py", f"test_recurrent_agents_act_as_training_unrolls_them[{script}]"))
+
+
+def memory_kept_between_episodes(script: str) -> Mutation:
+    return Mutation(f"{script}-memory-kept-between-episodes", script,
+                    "the collecting agents carry their memory into the next episode",
+                    "        collector.start_episodes()\n", "",
+                    T("test_replay_options.py", f"test_recurrent_reaches_training_and_the_saved_network[{script}]"))
+
+
+def unrolled_from_step_one(script: str) -> Mutation:
+    return Mutation(f"{script}-target-unrolled-from-step-one", script,
+                    "the target network's memory starts at step 1, not at the episode's first step",
+                    "next_target_qs = [q[:, 1:] for q in target_network(b_obs)]",
+                    "next_target_qs = target_network(b_obs[:, 1:])",
+                    T("test_replay_options.py", f"test_recurrent_reaches_training_and_the_saved_network[{script}]"))
 
 
 def one_gradient_step(script: str) -> Mutation:
@@ -288,11 +314,15 @@ MUTATIONS = [
     observe_time_ignored("iql"),
     agent_id_ignored("iql"),
     agent_id_zeroed("iql"),
+    recurrent_ignored("iql"),
+    memory_not_carried("iql"),
+    memory_kept_between_episodes("iql"),
+    unrolled_from_step_one("iql"),
     # ------------------------------------------------------------------ vdn
     time_limit_is_terminal("vdn"),
     Mutation("vdn-q-tot-is-a-mean", "vdn", "Q_tot trained as the mean of the utilities, not their sum",
-             "q_tot = chosen_q(q_network(b_obs[:, :T]), b_actions).sum(-1)",
-             "q_tot = chosen_q(q_network(b_obs[:, :T]), b_actions).mean(-1)",
+             "q_tot = chosen_q(current_qs, b_actions).sum(-1)",
+             "q_tot = chosen_q(current_qs, b_actions).mean(-1)",
              T("test_value_factorization.py", "test_monotonic_q_tot_cannot_order_the_2x2_payoff[vdn]")),
     epsilon_frozen("vdn"),
     saves("vdn", "target_network", "q_network"),
@@ -303,6 +333,10 @@ MUTATIONS = [
     observe_time_ignored("vdn"),
     agent_id_ignored("vdn"),
     agent_id_zeroed("vdn"),
+    recurrent_ignored("vdn"),
+    memory_not_carried("vdn"),
+    memory_kept_between_episodes("vdn"),
+    unrolled_from_step_one("vdn"),
     # ------------------------------------------------------------------ qmix
     Mutation("qmix-mixer-not-monotonic", "qmix", "the absolute value dropped from the mixing weights",
              "return torch.abs(weights)", "return weights",
@@ -320,6 +354,13 @@ MUTATIONS = [
     observe_time_ignored("qmix"),
     agent_id_ignored("qmix"),
     agent_id_zeroed("qmix"),
+    recurrent_ignored("qmix"),
+    memory_not_carried("qmix"),
+    memory_kept_between_episodes("qmix"),
+    unrolled_from_step_one("qmix"),
+    Mutation("qmix-evaluation-keeps-the-memory", "qmix", "evaluate() never clears a recurrent policy's memory",
+             "        act.start_episodes()\n", "        pass\n",
+             T("test_replay_options.py", "test_evaluation_clears_the_memory_before_each_batch_of_episodes")),
     # ------------------------------------------------------------------ qtran
     Mutation("qtran-time-limit-is-terminal", "qtran", "no bootstrap from the last step at a time limit",
              "bootstrapped = T if envs.ends_by_time_limit else T - 1", "bootstrapped = T - 1",

@@ -1,9 +1,9 @@
 """The value-based scripts' EPyMARL options: --gradient-steps (the replay ratio), --standardize-rewards,
---reward-standardization and --obs-agent-id (EPyMARL's agent network).
+--reward-standardization, --obs-agent-id (EPyMARL's agent network) and --recurrent (EPyMARL's recurrent agent).
 
 EPyMARL makes one gradient step per episode collected, standardizes rewards and gives every agent one network that
-reads the agent's one-hot id; these flags let iql, vdn and qmix do the same (off by default, so the matrix-game
-results stand as measured).
+reads the agent's one-hot id, recurrent where its configuration says use_rnn; these flags let iql, vdn and qmix do
+the same (off by default, so the matrix-game results stand as measured).
 """
 
 import numpy as np
@@ -158,3 +158,73 @@ def test_obs_agent_id_reaches_the_saved_network(module, run_algo, tmp_path):
     assert [key for key in saved if key.startswith("heads.")] == ["heads.0.weight", "heads.0.bias"]
     with pytest.raises(ValueError, match="--obs-agent-id shares one output layer.* has \\[3, 2\\]"):
         module.train(module.Args(env_id="custom", payoff="[[0, 1], [2, 3], [4, 5]]", obs_agent_id=True, quiet=True))
+
+
+@pytest.mark.parametrize("module", MODULES, ids=IDS)
+def test_recurrent_agents_act_as_training_unrolls_them(module):
+    """Acting step by step (GreedyAgents, each agent's memory carried from call to call) gives the utilities that
+    training computes by unrolling the stored episode from its first step; and the memory matters: changing what
+    the agents saw at step 0 changes their utilities at step 3, which a feed-forward network's do not."""
+    torch.manual_seed(0)
+    network = module.DecentralizedQNetwork(5, [3, 4], 16, recurrent=True)
+    episodes = torch.randn(6, 7, 2, 5)  # (episode, step, agent, observation)
+    unrolled = network(episodes)
+    agents = module.GreedyAgents(network)
+    for _ in range(2):  # the second pass checks that start_episodes() forgets the first
+        agents.start_episodes()
+        for t in range(episodes.shape[1]):
+            stepped = agents.utilities(episodes[:, t])
+            for q_unrolled, q_stepped in zip(unrolled, stepped):
+                torch.testing.assert_close(q_stepped, q_unrolled[:, t], rtol=1e-5, atol=1e-6)
+    changed = episodes.clone()
+    changed[:, 0] += 1.0
+    for recurrent, differs in [(True, True), (False, False)]:
+        torch.manual_seed(0)
+        net = module.DecentralizedQNetwork(5, [3, 4], 16, recurrent=recurrent)
+        assert (not torch.allclose(net(episodes)[0][:, 3], net(changed)[0][:, 3])) is differs
+
+
+def test_evaluation_clears_the_memory_before_each_batch_of_episodes():
+    """The shared evaluate() calls a policy's start_episodes() after the reset and before its first action."""
+    calls = []
+
+    class Policy:
+        def start_episodes(self):
+            calls.append("start")
+
+        def __call__(self, obs, state):
+            calls.append("act")
+            return torch.zeros(obs.shape[:2], dtype=torch.long)
+
+    qmix.evaluate(BatchedMPE(3), Policy())
+    assert calls == ["start"] + ["act"] * 25
+
+
+@pytest.mark.parametrize("module", MODULES, ids=IDS)
+def test_recurrent_reaches_training_and_the_saved_network(module, run_algo, tmp_path, monkeypatch):
+    """--recurrent builds the GRU that gets saved; training unrolls every stored episode from its first step (all
+    T + 1 = 26 observations); the training loop clears the acting agents' memory at the start of every collected
+    episode (3 rounds here) and the evaluator before each evaluation (one per policy)."""
+    name = module.__name__.split(".")[-1]
+    starts, unrolled_lengths = [], set()
+    original = module.GreedyAgents.start_episodes
+    monkeypatch.setattr(module.GreedyAgents, "start_episodes", lambda self: starts.append(1) or original(self))
+    forward = module.DecentralizedQNetwork.forward
+    monkeypatch.setattr(module.DecentralizedQNetwork, "forward",
+                        lambda self, obs: unrolled_lengths.add(obs.shape[1]) or forward(self, obs))
+    summary = run_algo(name, env_id="simple_spread", recurrent=True, total_timesteps=3 * 4 * 25, num_envs=4,
+                       eval_episodes=2, num_evals=0, learning_starts=0, batch_size=2, save_model=True)
+    policies = 1 if module is iql else 2  # iql evaluates its greedy policy; vdn and qmix also the joint argmax
+    assert len(starts) == 3 + policies
+    assert unrolled_lengths == {26}
+    (path,) = tmp_path.glob(f"runs/*/{name}.actors.pt")
+    saved = torch.load(path, weights_only=True)
+    assert saved["gru.weight_hh"].shape == (3 * 64, 64) and not any(key.startswith("torso.") for key in saved)
+    assert summary["decentralized_return_greedy"] < 0
+    assert module.Args().recurrent is False
+    args = module.Args(preset="epymarl", env_id="simple_spread")
+    module.check_args(args)
+    assert args.recurrent is False  # EPyMARL's configuration files say use_rnn: False
+    matrix = run_algo(name, env_id="climbing", recurrent=True, total_timesteps=256, num_envs=32, eval_episodes=8,
+                      num_evals=0)
+    assert [len(rows) for rows in matrix["utilities"].values()] == [1, 1]  # one round, one row per agent
