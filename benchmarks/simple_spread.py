@@ -128,12 +128,13 @@ def head_parameters(hidden: int = 64, n_agents: int = 3, n_actions: int = 5) -> 
 
 
 def published(variant: str) -> tuple[float, float] | None:
-    """The paper's number for a row: the script at its defaults or with --preset epymarl (IPPO: mappo with a
-    per-agent critic)."""
+    """The paper's number for a row: the script at its defaults or with --preset epymarl, with or without EPyMARL's
+    recurrent agent (use_rnn: True, which EPyMARL's own record of the paper's hyperparameters gives IQL, VDN and
+    QMIX; docs/algos/iql.md, deviation 8); IPPO: mappo with a per-agent critic."""
     if variant == IPPO:
         return PUBLISHED["ippo"]
     algo, _, flags = variant.partition(":")
-    return PUBLISHED.get(algo) if flags in ("", "preset=epymarl") else None
+    return PUBLISHED.get(algo) if flags in ("", "preset=epymarl", "preset=epymarl,recurrent=true") else None
 
 
 def cell(runs: list[dict], key: str, best: bool) -> str:
