@@ -502,8 +502,9 @@ def train(args: Args) -> dict:
                         next_target_qs = [q[:, 1:] for q in target_network(b_obs)]
                 else:
                     current_qs = q_network(b_obs[:, :T])
-                    with torch.no_grad():
-                        next_online_qs, next_target_qs = q_network(b_obs[:, 1:]), target_network(b_obs[:, 1:])
+                    with torch.no_grad():  # the online network's next values only pick Double-Q's a'
+                        next_online_qs = q_network(b_obs[:, 1:]) if args.double_q else None
+                        next_target_qs = target_network(b_obs[:, 1:])
                 with torch.no_grad():
                     if args.double_q:  # a' = argmax of the online Q_i, valued by the target Q_i
                         next_actions = torch.stack([q.argmax(-1) for q in next_online_qs], -1)
