@@ -49,8 +49,11 @@ class Args:
     preset: Literal["none", "epymarl"] = "none"
     """epymarl: EPyMARL's configuration of COMA (coma.yaml of the 2021 code behind its paper; the dict EPYMARL below):
     10 games per batch, learning rate 5e-4 for actors and critic, one critic step per batch, 5-step critic targets, a
-    target copy every 200 updates, standardized rewards. It replaces the defaults of those fields; a field given a
-    value other than its default keeps that value"""
+    target copy every 200 updates, standardized rewards. It replaces the defaults of those fields; a field named on the command line keeps its
+    value, even its default (--no-standardize-rewards turns standardization off)"""
+    preset_keeps: tyro.conf.Suppress[tuple[str, ...]] = ()
+    """the fields --preset leaves as they are, even at their default value: the flags named on the command line (set
+    by the script from sys.argv) or by a benchmark variant; not itself a flag"""
     init_prob: float | None = None
     """start every agent playing action 0 with this probability (the rest uniform); the proposal's
     adversarial start is 0.9. Default: uniform"""
@@ -279,8 +282,15 @@ def apply_preset(args: Args) -> None:
         return
     defaults = Args()
     for field, value in EPYMARL.items():
-        if getattr(args, field) == getattr(defaults, field):
+        if getattr(args, field) == getattr(defaults, field) and field not in args.preset_keeps:
             setattr(args, field, value)
+
+
+def flags_given(argv: list[str]) -> tuple[str, ...]:
+    """The Args fields a command line names (--double-q and --no-double-q both name double_q): --preset keeps them."""
+    fields = set(Args.__dataclass_fields__)
+    names = [arg[2:].split("=")[0].replace("-", "_") for arg in argv if arg.startswith("--")]
+    return tuple(name if name in fields else name.removeprefix("no_") for name in names)
 # <<< shared:apply_fixed_preset
 
 
@@ -593,6 +603,7 @@ def finish_run(args, run_name, writer, summary: dict, evaluator: Evaluator) -> d
 
 if __name__ == "__main__":
     cli_args = tyro.cli(Args)
+    cli_args.preset_keeps = flags_given(sys.argv[1:])  # what the user named, --preset leaves alone
     try:
         check_args(cli_args)
     except ValueError as err:

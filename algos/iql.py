@@ -42,8 +42,11 @@ class Args:
     one gradient step per episode collected (8 games, 8 gradient steps per round), 32-episode batches, lr 5e-4,
     Double-Q, a target copy every 200 steps, a buffer of 5,000 episodes, epsilon 1 -> 0.05 over the first 50,000 env
     steps, rewards standardized by each batch's statistics, and the time limit as a terminal state
-    (--time-limit-terminal). It replaces the defaults of those fields; a field given a value other than its default
-    keeps that value"""
+    (--time-limit-terminal). It replaces the defaults of those fields; a field named on the command line keeps its
+    value, even its default (--no-standardize-rewards turns standardization off)"""
+    preset_keeps: tyro.conf.Suppress[tuple[str, ...]] = ()
+    """the fields --preset leaves as they are, even at their default value: the flags named on the command line (set
+    by the script from sys.argv) or by a benchmark variant; not itself a flag"""
     learning_rate: float = 5e-3
     """Adam learning rate"""
     buffer_size: int = 4096
@@ -292,8 +295,15 @@ def apply_preset(args: Args) -> None:
     defaults = Args()
     preset = {**EPYMARL, "exploration_fraction": min(1.0, EPYMARL_EPSILON_STEPS / args.total_timesteps)}
     for field, value in preset.items():
-        if getattr(args, field) == getattr(defaults, field):
+        if getattr(args, field) == getattr(defaults, field) and field not in args.preset_keeps:
             setattr(args, field, value)
+
+
+def flags_given(argv: list[str]) -> tuple[str, ...]:
+    """The Args fields a command line names (--double-q and --no-double-q both name double_q): --preset keeps them."""
+    fields = set(Args.__dataclass_fields__)
+    names = [arg[2:].split("=")[0].replace("-", "_") for arg in argv if arg.startswith("--")]
+    return tuple(name if name in fields else name.removeprefix("no_") for name in names)
 # <<< shared:apply_preset
 
 
@@ -639,6 +649,7 @@ def finish_run(args, run_name, writer, summary: dict, evaluator: Evaluator) -> d
 
 if __name__ == "__main__":
     cli_args = tyro.cli(Args)
+    cli_args.preset_keeps = flags_given(sys.argv[1:])  # what the user named, --preset leaves alone
     try:
         check_args(cli_args)
     except ValueError as err:

@@ -46,9 +46,11 @@ if str(ROOT) not in sys.path:
     sys.path.insert(0, str(ROOT))
 
 # Flags a job sets itself (from its env id, seed and start), so a variant, a grid or the common flags may not.
-SET_BY_THE_JOB = {"env_id": "--games", "seed": "--seeds", "init_prob": "--starts", "quiet": "the runner"}
+SET_BY_THE_JOB = {"env_id": "--games", "seed": "--seeds", "init_prob": "--starts", "quiet": "the runner",
+                  "preset_keeps": "the runner"}
 # Args fields that do not change a run's numbers: left out of the settings stored with each run.
-NOT_SETTINGS = {"exp_name", "quiet", "track", "wandb_project_name", "wandb_entity", "save_model"}
+NOT_SETTINGS = {"exp_name", "quiet", "track", "wandb_project_name", "wandb_entity", "save_model",
+                "preset_keeps"}  # which fields a --preset left alone: the settings themselves say what they are
 
 
 def ray_runtime_env() -> dict:
@@ -220,6 +222,8 @@ def make_args(job: dict):
     kwargs = dict(env_id=job["env_id"], seed=job["seed"], quiet=True, **job["common"], **overrides)
     if job["init_prob"] is not None:
         kwargs["init_prob"] = job["init_prob"]
+    if "preset_keeps" in args_fields(algo):  # the flags a job names are given explicitly: --preset leaves them
+        kwargs["preset_keeps"] = (*overrides, *job["common"])
     return module, module.Args(**kwargs)
 
 

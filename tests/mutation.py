@@ -167,6 +167,22 @@ def gae_next_value_final(script: str, *tests: str) -> Mutation:
                     T(TIME_LIMITS, "test_gae_against_hand_computation") + tests)
 
 
+def preset_overrides_named_flags(script: str) -> Mutation:
+    preset_test = {"coma": T("test_coma_maddpg.py", "test_coma_epymarl_preset"),
+                   "maddpg": T("test_coma_maddpg.py", "test_maddpg_epymarl_preset")}.get(
+        script, T("test_replay_options.py", f"test_epymarl_preset[{script}]"))
+    return Mutation(f"{script}-preset-overrides-named-flags", script,
+                    "--preset replaces a flag named at its default value (--no-standardize-rewards ignored)",
+                    " and field not in args.preset_keeps:", ":", preset_test)
+
+
+def command_line_names_nothing(script: str) -> Mutation:
+    return Mutation(f"{script}-command-line-names-nothing", script,
+                    "the script never tells --preset which flags the command line named",
+                    "cli_args.preset_keeps = flags_given(sys.argv[1:])", "cli_args.preset_keeps = ()",
+                    T("test_replay_options.py", f"test_a_flag_named_on_the_command_line_wins_over_the_preset[{script}]"))
+
+
 MUTATIONS = [
     # ------------------------------------------------------------------ mi_pg
     Mutation("mi_pg-alpha-never-rises", "mi_pg", "alpha frozen at 0: never hands over to the product policy",
@@ -376,6 +392,9 @@ MUTATIONS = [
              T("test_qtran.py", "test_loss_terms_match_hand_computation")),
     epsilon_frozen("qtran", "return start_e + (end_e - start_e) * progress"),
     saves("qtran", "target_utilities", "utilities"),
+    # ------------------------------------------------------------------ the presets (iql, vdn, qmix, coma, maddpg)
+    *(mutation for script in ("iql", "vdn", "qmix", "coma", "maddpg")
+      for mutation in (preset_overrides_named_flags(script), command_line_names_nothing(script))),
 ]
 
 

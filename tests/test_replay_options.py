@@ -6,6 +6,10 @@ reads the agent's one-hot id, recurrent where its configuration says use_rnn; th
 the same (off by default, so the matrix-game results stand as measured).
 """
 
+import importlib
+import subprocess
+import sys
+
 import numpy as np
 import pytest
 import torch
@@ -13,6 +17,7 @@ import torch.nn.functional as F
 
 from algos import iql, qmix, vdn
 from envs import BatchedMPE
+from tests.conftest import ROOT
 from tests.test_time_limits import QUICK, learned_values
 
 MODULES = [iql, vdn, qmix]
@@ -69,7 +74,8 @@ def test_standardized_rewards_reach_the_targets(module, mode):
 
 def check_epymarl_preset(module, field: str, value):
     """--preset epymarl on simple_spread sets every field of the script's EPYMARL dict but `field`, given `value`
-    explicitly (a flag set away from its default wins over the preset); without the preset none of them moves.
+    explicitly (a flag set away from its default wins over the preset); without the preset none of them moves; a
+    flag named on the command line wins even at its default (standardize_rewards, which every preset turns on).
     Returns the preset's args."""
     args = module.Args(env_id="simple_spread", preset="epymarl", **{field: value})
     module.check_args(args)
@@ -80,6 +86,14 @@ def check_epymarl_preset(module, field: str, value):
     untouched = module.Args(env_id="simple_spread")
     module.check_args(untouched)
     assert all(getattr(untouched, name) == getattr(module.Args(), name) for name in module.EPYMARL)
+    # a flag named on the command line is kept even at its default: --no-standardize-rewards turns it off
+    argv = ["--env-id", "simple_spread", "--preset", "epymarl", "--no-standardize-rewards", f"--{field}={value}"]
+    assert module.flags_given(argv) == ("env_id", "preset", "standardize_rewards", field)
+    named = module.Args(env_id="simple_spread", preset="epymarl", standardize_rewards=False, **{field: value},
+                        preset_keeps=module.flags_given(argv))
+    module.check_args(named)
+    assert named.standardize_rewards is False and module.Args().standardize_rewards is False
+    assert all(getattr(named, name) == getattr(args, name) for name in module.EPYMARL if name != "standardize_rewards")
     return args
 
 
@@ -228,3 +242,53 @@ def test_recurrent_reaches_training_and_the_saved_network(module, run_algo, tmp_
     matrix = run_algo(name, env_id="climbing", recurrent=True, total_timesteps=256, num_envs=32, eval_episodes=8,
                       num_evals=0)
     assert [len(rows) for rows in matrix["utilities"].values()] == [1, 1]  # one round, one row per agent
+
+
+PRESET_SCRIPTS = ["iql", "vdn", "qmix", "coma", "maddpg"]
+
+
+@pytest.fixture(scope="module")
+def preset_command_lines(tmp_path_factory):
+    """Each preset script run from the command line with --preset epymarl --no-standardize-rewards (a few steps of
+    climbing, nothing trained): the hyperparameters it logged to TensorBoard, as {field: value text}."""
+    from tensorboard.backend.event_processing.event_accumulator import EventAccumulator
+
+    processes = {}
+    for script in PRESET_SCRIPTS:
+        cwd = tmp_path_factory.mktemp(script)
+        command = [sys.executable, str(ROOT / "algos" / f"{script}.py"), "--preset", "epymarl", "--env-id", "climbing",
+                   "--no-standardize-rewards", "--total-timesteps", "200", "--num-evals", "0", "--eval-episodes", "2",
+                   "--quiet"]
+        processes[script] = (cwd, subprocess.Popen(command, cwd=cwd, text=True, stderr=subprocess.PIPE))
+    logged = {}
+    for script, (cwd, process) in processes.items():
+        _, err = process.communicate(timeout=300)
+        assert process.returncode == 0, (script, err)
+        (run_dir,) = (cwd / "runs").iterdir()
+        text = EventAccumulator(str(run_dir)).Reload().Tensors("hyperparameters/text_summary")[0]
+        rows = text.tensor_proto.string_val[0].decode().splitlines()[2:]
+        logged[script] = dict(row.strip("|").split("|", 1) for row in rows)
+    return logged
+
+
+@pytest.mark.parametrize("script", PRESET_SCRIPTS)
+def test_a_flag_named_on_the_command_line_wins_over_the_preset(preset_command_lines, script):
+    """`--preset epymarl --no-standardize-rewards` runs without standardized rewards (the flag's value is the
+    default, which the preset would otherwise replace), and the rest of the preset still applies."""
+    module = importlib.import_module(f"algos.{script}")
+    logged = preset_command_lines[script]
+    assert logged["standardize_rewards"] == "False" and module.EPYMARL["standardize_rewards"] is True
+    assert logged["num_envs"] == str(module.EPYMARL["num_envs"]) != str(module.Args().num_envs)
+    assert "standardize_rewards" in logged["preset_keeps"]
+
+
+def test_a_benchmark_variant_wins_over_the_preset():
+    from benchmarks.sweep import make_args, settings
+
+    job = {"algo": "qmix:preset=epymarl,standardize_rewards=false", "env_id": "simple_spread", "seed": 1,
+           "init_prob": None, "common": {"total_timesteps": 2_000_000}, "read_scalars": []}
+    _, args = make_args(job)
+    assert args.preset_keeps == ("preset", "standardize_rewards", "total_timesteps")
+    applied = settings(job)
+    assert applied["standardize_rewards"] is False and applied["double_q"] is True and "preset_keeps" not in applied
+    assert settings({**job, "algo": "qmix:preset=epymarl"})["standardize_rewards"] is True
