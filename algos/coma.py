@@ -49,8 +49,8 @@ class Args:
     preset: Literal["none", "epymarl"] = "none"
     """epymarl: EPyMARL's configuration of COMA (coma.yaml of the 2021 code behind its paper; the dict EPYMARL below):
     10 games per batch, learning rate 5e-4 for actors and critic, one critic step per batch, 5-step critic targets, a
-    target copy every 200 updates, standardized rewards. It replaces the defaults of those fields; a field named on the command line keeps its
-    value, even its default (--no-standardize-rewards turns standardization off)"""
+    target copy every 200 updates, standardized rewards. It replaces the defaults of those fields; a field named on
+    the command line keeps its value, even its default (--no-standardize-rewards turns standardization off)"""
     preset_keeps: tyro.conf.Suppress[tuple[str, ...]] = ()
     """the fields --preset leaves as they are, even at their default value: the flags named on the command line (set
     by the script from sys.argv) or by a benchmark variant; not itself a flag"""

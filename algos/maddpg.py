@@ -47,8 +47,8 @@ class Args:
     """epymarl: EPyMARL's configuration of MADDPG (maddpg.yaml of the 2021 code behind its paper; the dict EPYMARL
     below): one gradient step per episode collected on 16 episodes' worth of transitions, lr 5e-4, 128 units, gamma
     0.99, a buffer of 50,000 episodes, gradient clip 10, the other agents' current actions in the actor loss, greedy
-    target actions, standardized rewards. It replaces the defaults of those fields; a field named on the command line keeps its
-    value, even its default (--no-standardize-rewards turns standardization off)"""
+    target actions, standardized rewards. It replaces the defaults of those fields; a field named on the command
+    line keeps its value, even its default (--no-standardize-rewards turns standardization off)"""
     preset_keeps: tyro.conf.Suppress[tuple[str, ...]] = ()
     """the fields --preset leaves as they are, even at their default value: the flags named on the command line (set
     by the script from sys.argv) or by a benchmark variant; not itself a flag"""

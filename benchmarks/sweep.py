@@ -217,12 +217,13 @@ def make_args(job: dict):
     if clash:
         flags = ", ".join(f"--{flag.replace('_', '-')}" for flag in sorted(clash))
         raise SweepError(f"variant {job['algo']!r} sets {flags}, which the benchmark sets for every run too")
+    fields = args_fields(algo)
     for flag in job["common"]:
-        check_flag(algo, flag, args_fields(algo), "common flags")
+        check_flag(algo, flag, fields, "common flags")
     kwargs = dict(env_id=job["env_id"], seed=job["seed"], quiet=True, **job["common"], **overrides)
     if job["init_prob"] is not None:
         kwargs["init_prob"] = job["init_prob"]
-    if "preset_keeps" in args_fields(algo):  # the flags a job names are given explicitly: --preset leaves them
+    if "preset_keeps" in fields:  # the flags a job names are given explicitly: --preset leaves them
         kwargs["preset_keeps"] = (*overrides, *job["common"])
     return module, module.Args(**kwargs)
 
