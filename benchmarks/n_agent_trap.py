@@ -1,4 +1,4 @@
-"""The N-agent trap (envs/n_agent_trap.py): why mi_pg loses the joint head's escape from N = 5 agents on, and the fix.
+"""The N-agent trap (envs/n_agent_trap.py): why mi_pg loses the joint head's escape from N = 4 agents on, and the fix.
 
 Two parts, each writing to benchmarks/results/ (the runs as JSON, saved as they finish, resumed when re-run):
 
