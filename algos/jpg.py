@@ -90,9 +90,9 @@ class Args:
     penalty_k: float = -100.0
     """the penalty k of the `penalty` game"""
     num_agents: int | None = None
-    """n-agent-trap only: how many agents (>= 2; default 5, the smallest N where mi_pg's defaults missed the optimum
-    on every seed from --init-prob 0.9). --num-actions ** --num-agents must stay <= 2**16 (the game holds its whole
-    payoff table)"""
+    """how many agents, on n-agent-trap (>= 2; default 5, the smallest N where mi_pg's defaults missed the optimum
+    on every seed from --init-prob 0.9; --num-actions ** --num-agents must stay <= 2**16, the game holds its whole
+    payoff table) and on simple_spread(_v2) (>= 2, with as many landmarks; default 3, the papers' game)"""
     num_actions: int | None = None
     """n-agent-trap only: actions per agent (>= 2; default 2): all on action 1 pays 10, all on action 0 pays 3,
     anything else -6"""
@@ -176,6 +176,10 @@ def gae(rewards: torch.Tensor, values: torch.Tensor, final_value: torch.Tensor, 
 
 def check_args(args: Args) -> None:
     check_common_args(args)
+    joint_actions = math.prod(make_envs(args, 1).action_sizes)
+    if joint_actions > 2**16:
+        raise ValueError(f"jpg's joint policy has one output per joint action, {joint_actions:,} on this game (at most "
+                         "65,536): fewer agents (--num-agents)")
     if args.init_prob is not None and not 0.0 < args.init_prob < 1.0:
         raise ValueError(f"--init-prob must lie strictly between 0 and 1, got {args.init_prob}")
     if not 0.0 <= args.gamma <= 1.0:

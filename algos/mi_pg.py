@@ -137,9 +137,9 @@ class Args:
     penalty_k: float = -100.0
     """the penalty k of the `penalty` game"""
     num_agents: int | None = None
-    """n-agent-trap only: how many agents (>= 2; default 5, the smallest N where mi_pg's defaults missed the optimum
-    on every seed from --init-prob 0.9). --num-actions ** --num-agents must stay <= 2**16 (the game holds its whole
-    payoff table)"""
+    """how many agents, on n-agent-trap (>= 2; default 5, the smallest N where mi_pg's defaults missed the optimum
+    on every seed from --init-prob 0.9; --num-actions ** --num-agents must stay <= 2**16, the game holds its whole
+    payoff table) and on simple_spread(_v2) (>= 2, with as many landmarks; default 3, the papers' game)"""
     num_actions: int | None = None
     """n-agent-trap only: actions per agent (>= 2; default 2): all on action 1 pays 10, all on action 0 pays 3,
     anything else -6"""
@@ -387,6 +387,9 @@ def check_args(args: Args) -> None:
         raise ValueError(f"--lambda-max must be a finite number >= 0, got {args.lambda_max}")
     if args.joint_head not in ("exact", "autoregressive"):
         raise ValueError(f"--joint-head must be exact or autoregressive, got {args.joint_head!r}")
+    if args.joint_head == "exact" and math.prod(game.action_sizes) > 2**16:
+        raise ValueError(f"--joint-head exact has one output per joint action, {math.prod(game.action_sizes):,} on this "
+                         "game (at most 65,536): use --joint-head autoregressive")
     if args.init_prob is not None and not 0.0 < args.init_prob < 1.0:
         raise ValueError(f"--init-prob must lie strictly between 0 and 1, got {args.init_prob}")
     for name in ("lambda", "alpha"):

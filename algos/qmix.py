@@ -20,6 +20,7 @@ Run:      python algos/qmix.py --env-id qtran-3x3
 
 import copy
 import json
+import math
 import os
 import random
 import sys
@@ -151,9 +152,9 @@ class Args:
     penalty_k: float = -100.0
     """the penalty k of the `penalty` game"""
     num_agents: int | None = None
-    """n-agent-trap only: how many agents (>= 2; default 5, the smallest N where mi_pg's defaults missed the optimum
-    on every seed from --init-prob 0.9). --num-actions ** --num-agents must stay <= 2**16 (the game holds its whole
-    payoff table)"""
+    """how many agents, on n-agent-trap (>= 2; default 5, the smallest N where mi_pg's defaults missed the optimum
+    on every seed from --init-prob 0.9; --num-actions ** --num-agents must stay <= 2**16, the game holds its whole
+    payoff table) and on simple_spread(_v2) (>= 2, with as many landmarks; default 3, the papers' game)"""
     num_actions: int | None = None
     """n-agent-trap only: actions per agent (>= 2; default 2): all on action 1 pays 10, all on action 0 pays 3,
     anything else -6"""
@@ -435,7 +436,9 @@ def train(args: Args) -> dict:
 
     act_greedy = GreedyAgents(q_network)  # the evaluator's; with --recurrent it keeps the agents' memory
 
-    all_joint_actions = joint_actions(action_sizes, device)
+    # the joint argmax enumerates every joint action: only where the table is small (simple_spread: up to 6 agents)
+    joint_evaluation = math.prod(action_sizes) <= 2**16
+    all_joint_actions = joint_actions(action_sizes, device) if joint_evaluation else None
     joint_view = GreedyAgents(q_network)  # its own memory: it plays its own evaluation episodes
 
     def act_joint_greedy(obs, state):
@@ -447,7 +450,7 @@ def train(args: Args) -> dict:
 
     evaluator = Evaluator(args, eval_envs, {
         "decentralized_return_greedy": act_greedy,
-        "joint_return_greedy": act_joint_greedy,
+        **({"joint_return_greedy": act_joint_greedy} if joint_evaluation else {}),
     })
 
     collector = GreedyAgents(q_network)  # acts in the training games (its own memory)

@@ -18,6 +18,8 @@ Two parts, each writing to benchmarks/results/ (the runs as JSON, saved as they 
     python benchmarks/n_agent_trap.py cost         # mi_pg's exact against its autoregressive joint head, N = 4..16:
                                                    # wall time and peak memory of a run, the head's size
                                                    # (n_agent_trap_cost.json and .md)
+    python benchmarks/n_agent_trap.py cost --game simple_spread   # the same on simple_spread with N = 3..16 agents
+                                                   # (5^N joint actions; n_agent_trap_cost_simple_spread.json, .md)
 
 The diagnosis reads mi_pg's own TensorBoard logs (charts/joint_prob_of_best, charts/product_prob_of_best,
 losses/kl_joint_to_product, grad_norm_joint_head/*, charts/lambda, charts/alpha). jpg logs no such tag, so its joint
@@ -270,24 +272,42 @@ def cost_one(job: dict) -> dict:
     before = resource.getrusage(resource.RUSAGE_SELF).ru_maxrss  # KiB on Linux; torch and the script imported
     summary = run_one(job)["summary"]
     peak = resource.getrusage(resource.RUSAGE_SELF).ru_maxrss
-    n, head = job["common"]["num_agents"], job["algo"].split("joint_head=")[1]
-    network = {"exact": mi_pg.JointHead, "autoregressive": mi_pg.AutoregressiveJointHead}[head](n, [2] * n, 64, None)
-    outputs = 2**n if head == "exact" else 2 * n
+    n, k, head = job["common"]["num_agents"], COST_GAMES[job["env_id"]]["actions"], job["algo"].split("joint_head=")[1]
+    network = {"exact": mi_pg.JointHead, "autoregressive": mi_pg.AutoregressiveJointHead}[head](n, [k] * n, 64, None)
+    outputs = k**n if head == "exact" else k * n
     return {**job, "settings": settings(job), "summary": summary, "peak_rss_mb": peak / 1024,
             "run_rss_mb": (peak - before) / 1024, "head_params": sum(p.numel() for p in network.parameters()),
             "head_outputs": outputs}
 
 
+# per game: actions per agent, the flags of every cost run, its results file, and the table's title
+COST_GAMES = {
+    N_AGENT_TRAP_ID: {
+        "actions": 2, "flags": {"num_actions": 2}, "file": "n_agent_trap_cost",
+        "title": "mi_pg on n-agent-trap, 2 actions, uniform start, seed 1, {steps:,} env steps (default budget 64,000), "
+                 "128 games per batch, 1,000 evaluation episodes x 11 evaluations"},
+    "simple_spread": {
+        "actions": 5, "flags": {"num_evals": 0, "eval_episodes": 100}, "file": "n_agent_trap_cost_simple_spread",
+        "title": "mi_pg on simple_spread with N agents and N landmarks (--num-agents), seed 1, {steps:,} env steps "
+                 "(128 games x 25 steps per batch, 2 PPO epochs: the game's defaults), one evaluation of 100 episodes "
+                 "at the end"},
+}
+EXACT_LIMIT = 2**16  # mi_pg refuses a larger exact head (--joint-head exact: one output per joint action)
+
+
 def cost(args, parser) -> None:
-    path = RESULTS / "n_agent_trap_cost.json"
+    game = COST_GAMES[args.game]
+    path = RESULTS / f"{game['file']}.json"
     if args.report_only:
         runs = json.loads(load_results(path, parser).path.read_text())["runs"]
     else:
         runs = []
         for n in args.agents:
             for head in HEADS:
-                job = make_job(f"mi_pg:joint_head={head}", N_AGENT_TRAP_ID, 1, "uniform", None,
-                               {"num_agents": n, "num_actions": 2, "total_timesteps": args.total_timesteps})
+                if head == "exact" and game["actions"] ** n > EXACT_LIMIT:
+                    continue  # the table says why the cell is empty
+                job = make_job(f"mi_pg:joint_head={head}", args.game, 1, "uniform", None,
+                               {"num_agents": n, **game["flags"], "total_timesteps": args.total_timesteps})
                 with ProcessPoolExecutor(1, mp_context=multiprocessing.get_context("spawn")) as fresh:  # a new process: its own peak memory
                     record = fresh.submit(cost_one, job).result()
                 record.pop("read_scalars", None)
@@ -301,13 +321,14 @@ def cost(args, parser) -> None:
 
 
 def cost_report(runs: list[dict]) -> str:
+    game = COST_GAMES[runs[0]["env_id"]]
     ns = sorted({r["common"]["num_agents"] for r in runs})
-    steps = runs[0]["common"]["total_timesteps"]
-    title = (f"mi_pg on n-agent-trap, 2 actions, uniform start, seed 1, {steps:,} env steps (default budget 64,000), "
-             "128 games per batch, 1,000 evaluation episodes x 11 evaluations: wall seconds per run, peak resident "
-             "memory of the process (and what the run added to it after the imports), the joint head's parameters "
-             "and outputs\n")
-    lines = [title,
+    title = (game["title"].format(steps=runs[0]["common"]["total_timesteps"]) + ": wall seconds per run, peak "
+             "resident memory of the process (and what the run added to it after the imports), the joint head's "
+             "parameters and outputs")
+    if any(game["actions"] ** n > EXACT_LIMIT for n in ns):
+        title += f"; no exact head beyond {EXACT_LIMIT:,} joint actions (mi_pg refuses it)"
+    lines = [title + "\n",
              "| joint head | | " + " | ".join(f"N = {n}" for n in ns) + " |", "|---|---|" + "---|" * len(ns)]
     for head in HEADS:
         by_n = {r["common"]["num_agents"]: r for r in runs if r["algo"].endswith(head)}
@@ -324,7 +345,8 @@ def main():
     parser.add_argument("part", choices=["diagnose", "scale", "cost"])
     parser.add_argument("--algos", nargs="+", default=None, help="variants ALGO or ALGO:FLAG=VALUE,...")
     parser.add_argument("--agents", nargs="+", type=int, default=None,
-                        help="numbers of agents (default: 5 for diagnose, 2..8 for scale, 4 8 12 16 for cost)")
+                        help="numbers of agents (default: 5 for diagnose, 2..8 for scale, 4 8 12 16 for cost, and "
+                             "3 4 5 6 8 12 16 for cost --game simple_spread)")
     parser.add_argument("--actions", nargs="+", type=int, default=[2], help="actions per agent (scale)")
     parser.add_argument("--starts", nargs="+", default=list(STARTS), choices=list(STARTS), help="(scale)")
     parser.add_argument("--seeds", type=int, default=None, help="seeds 1..S (default: 3 for diagnose, 10 for scale)")
@@ -333,11 +355,16 @@ def main():
                         help="scale: count the seeds at the optimum by the executed policy's greedy return (default) or"
                              " by the joint policy's (mi_pg's joint head, e.g. with --lambda-max 0 as a joint learner)")
     parser.add_argument("--out", default=str(RESULTS / "n_agent_trap"), help="scale: OUT.json and OUT.md")
-    parser.add_argument("--total-timesteps", type=int, default=12_800,
-                        help="cost: env steps per run (default 12,800 = 100 updates; what is measured is the cost)")
+    parser.add_argument("--total-timesteps", type=int, default=None,
+                        help="cost: env steps per run (default 12,800 on n-agent-trap = 100 updates, 32,000 on "
+                             "simple_spread = 10 updates; what is measured is the cost)")
+    parser.add_argument("--game", choices=list(COST_GAMES), default=N_AGENT_TRAP_ID,
+                        help="cost: the game (simple_spread takes --num-agents too: N agents, N landmarks)")
     add_arguments(parser)
     args = parser.parse_args()
-    args.agents = args.agents or {"diagnose": [5], "scale": list(range(2, 9)), "cost": [4, 8, 12, 16]}[args.part]
+    cost_agents = [4, 8, 12, 16] if args.game == N_AGENT_TRAP_ID else [3, 4, 5, 6, 8, 12, 16]
+    args.agents = args.agents or {"diagnose": [5], "scale": list(range(2, 9)), "cost": cost_agents}[args.part]
+    args.total_timesteps = args.total_timesteps or (12_800 if args.game == N_AGENT_TRAP_ID else 32_000)
     args.seeds = args.seeds or (3 if args.part == "diagnose" else 10)
     if args.seeds < 1 or min(args.agents) < 2 or min(args.actions) < 2:
         parser.error("--seeds must be >= 1, --agents and --actions >= 2")

@@ -16,6 +16,7 @@ from envs.matrix_games import (
 from envs.matrix_games import ENV_IDS as MATRIX_ENV_IDS
 from envs.mpe import DEFAULT_EPISODE_LENGTH as MPE_EPISODE_LENGTH
 from envs.mpe import MPE_ENV_IDS, BatchedMPE, make_mpe_env
+from envs.mpe import N_AGENTS as MPE_N_AGENTS
 from envs.n_agent_trap import ENV_ID as N_AGENT_TRAP_ID
 from envs.n_agent_trap import n_agent_trap_payoff
 from envs.private_games import PRIVATE_GAMES, BatchedPrivateSignalGame, PrivateSignalGame, make_private_game
@@ -36,9 +37,11 @@ def _family(env_id: str, payoff, episode_length: int | None, num_agents=None, nu
     """("matrix" | "private" | "mpe", the episode length: the flag's, or the family's default when None)."""
     if env_id not in ENV_IDS:
         raise ValueError(f"unknown --env-id {env_id!r}; registered: {', '.join(ENV_IDS)}")
-    for flag, value in (("--num-agents", num_agents), ("--num-actions", num_actions)):
-        if value is not None and env_id != N_AGENT_TRAP_ID:
-            raise ValueError(f"{flag} only applies to --env-id {N_AGENT_TRAP_ID} (got --env-id {env_id})")
+    if num_agents is not None and env_id not in (N_AGENT_TRAP_ID, *MPE_ENV_IDS):
+        raise ValueError(f"--num-agents only applies to --env-id {N_AGENT_TRAP_ID}, {', '.join(MPE_ENV_IDS)} "
+                         f"(got --env-id {env_id})")
+    if num_actions is not None and env_id != N_AGENT_TRAP_ID:
+        raise ValueError(f"--num-actions only applies to --env-id {N_AGENT_TRAP_ID} (got --env-id {env_id})")
     family = "private" if env_id in PRIVATE_GAMES else "mpe" if env_id in MPE_ENV_IDS else "matrix"
     if family != "matrix" and payoff is not None:
         raise ValueError(f"--payoff only applies to --env-id custom (got --env-id {env_id})")
@@ -59,7 +62,7 @@ def make_env(
     """A PettingZoo ParallelEnv for a registered game (or `custom` with a JSON --payoff)."""
     family, T = _family(env_id, payoff, episode_length, num_agents, num_actions)
     if family == "mpe":
-        return make_mpe_env(env_id, T)
+        return make_mpe_env(env_id, T, num_agents=MPE_N_AGENTS if num_agents is None else num_agents)
     if family == "private":
         return make_private_game(env_id, None, None, num_signals, signal_bonus, T)
     return MatrixGame(_matrix_payoff(env_id, payoff, penalty_k, num_agents, num_actions), T, name=env_id)
@@ -82,7 +85,7 @@ def make_vec_env(
         raise ValueError(f"--num-envs must be >= 1, got {num_envs}")
     family, T = _family(env_id, payoff, episode_length, num_agents, num_actions)
     if family == "mpe":
-        return BatchedMPE(num_envs, T, device, env_id)
+        return BatchedMPE(num_envs, T, device, env_id, MPE_N_AGENTS if num_agents is None else num_agents)
     if family == "private":
         return make_private_game(env_id, num_envs, None, num_signals, signal_bonus, T, device)
     payoff = _matrix_payoff(env_id, payoff, penalty_k, num_agents, num_actions)

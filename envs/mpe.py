@@ -4,6 +4,10 @@ Environments"; the PettingZoo port in the ``mpe2`` package) behind the scripts' 
 Three agents move on a plane with three landmarks; every step each picks one of 5 discrete actions
 (no-op, left, right, down, up). The choices made here, in order:
 
+Agents: 3, the literature's game; ``--num-agents N`` (N >= 2) plays mpe2's ``N`` agents and as many
+    landmarks, with everything below scaled to N (observations of 6 N columns, N (N - 1) / 2 pairs of agents,
+    P = N G - N T - 2 C). The papers' numbers are for N = 3 only.
+
 Game: ``mpe2.simple_spread_v3.parallel_env(N=3, local_ratio=0.0, max_cycles=T, continuous_actions=False,
     terminate_on_success=False)``. mpe2 pays agent i ``(1 - local_ratio) * global + local_ratio * local_i``,
     so with ``local_ratio=0`` every agent's reward is the global one alone: minus the sum over landmarks of
@@ -91,22 +95,25 @@ N_AGENTS = 3
 DEFAULT_EPISODE_LENGTH = 25  # the MPE papers' max_cycles
 
 
-def _check(env_id: str, episode_length) -> None:
+def _check(env_id: str, episode_length, num_agents) -> None:
     if env_id not in MPE_ENV_IDS:
         raise ValueError(f"unknown --env-id {env_id!r}; MPE games: {', '.join(MPE_ENV_IDS)}")
     if isinstance(episode_length, bool) or not isinstance(episode_length, int) or episode_length < 1:
         raise ValueError(f"--episode-length must be an integer >= 1, got {episode_length!r}")
+    if isinstance(num_agents, bool) or not isinstance(num_agents, int) or num_agents < 2:
+        raise ValueError(f"--num-agents must be an integer >= 2 on {env_id}, got {num_agents!r}")
 
 
-def make_mpe_env(env_id: str = "simple_spread", episode_length: int = DEFAULT_EPISODE_LENGTH, render_mode=None):
+def make_mpe_env(env_id: str = "simple_spread", episode_length: int = DEFAULT_EPISODE_LENGTH, render_mode=None,
+                 num_agents: int = N_AGENTS):
     """The PettingZoo ParallelEnv of simple_spread with the settings of the module docstring (`render_mode`:
-    mpe2's, e.g. "rgb_array")."""
-    _check(env_id, episode_length)
+    mpe2's, e.g. "rgb_array"; `num_agents`: N agents and as many landmarks)."""
+    _check(env_id, episode_length, num_agents)
     # imported here: mpe2 (and pygame, which it imports) is only needed when an MPE game is asked for
     from mpe2 import simple_spread_v3
 
     env = simple_spread_v3.parallel_env(
-        N=N_AGENTS,
+        N=num_agents,
         local_ratio=0.0,  # reward = the global (team) reward only
         max_cycles=episode_length,
         continuous_actions=False,
@@ -132,7 +139,8 @@ def integrate_original(world, p_force) -> None:
         entity.state.p_pos = entity.state.p_pos + entity.state.p_vel * world.dt
 
 
-def record_episodes(act, seeds, out_dir, env_id: str = "simple_spread", episode_length: int = DEFAULT_EPISODE_LENGTH):
+def record_episodes(act, seeds, out_dir, env_id: str = "simple_spread", episode_length: int = DEFAULT_EPISODE_LENGTH,
+                    num_agents: int = N_AGENTS):
     """Plays one episode per seed in mpe2's own env with `act(obs (1, N, obs_dim), state (1, state_dim)) -> actions
     (1, N)`, the scripts' interface, draws it with mpe2's renderer (headless) and writes out_dir/episode_{seed}.gif.
     The episode is the one BatchedMPE plays from `reset(seed=seed)` (tests/test_mpe.py). Returns the paths."""
@@ -142,7 +150,7 @@ def record_episodes(act, seeds, out_dir, env_id: str = "simple_spread", episode_
     os.environ.setdefault("SDL_VIDEODRIVER", "dummy")  # pygame without a screen
     from PIL import Image  # pillow, which matplotlib (requirements.txt) brings
 
-    env = make_mpe_env(env_id, episode_length, render_mode="rgb_array")
+    env = make_mpe_env(env_id, episode_length, render_mode="rgb_array", num_agents=num_agents)
     agents = env.possible_agents
     out_dir = Path(out_dir)
     out_dir.mkdir(parents=True, exist_ok=True)
@@ -185,20 +193,21 @@ class BatchedMPE:
     MOVES = ((0.0, 0.0), (-1.0, 0.0), (1.0, 0.0), (0.0, -1.0), (0.0, 1.0))
 
     def __init__(self, num_envs: int, episode_length: int = DEFAULT_EPISODE_LENGTH, device="cpu",
-                 env_id: str = "simple_spread"):
+                 env_id: str = "simple_spread", num_agents: int = N_AGENTS):
         if isinstance(num_envs, bool) or not isinstance(num_envs, int) or num_envs < 1:
             raise ValueError(f"--num-envs must be an integer >= 1, got {num_envs!r}")
-        _check(env_id, episode_length)
+        _check(env_id, episode_length, num_agents)
+        N = num_agents
         self.name = env_id
         self.original_dynamics = env_id == "simple_spread_v2"  # module docstring, "Two versions of the physics"
         self.num_envs = num_envs
         self.episode_length = episode_length
         self.device = torch.device(device)
-        self.possible_agents = [f"agent_{i}" for i in range(N_AGENTS)]  # mpe2's names
-        self.n_agents = N_AGENTS
-        self.action_sizes = [len(self.MOVES)] * N_AGENTS
+        self.possible_agents = [f"agent_{i}" for i in range(N)]  # mpe2's names
+        self.n_agents = N
+        self.action_sizes = [len(self.MOVES)] * N
         # own velocity, own position, landmarks relative, other agents relative, their (silent) comm channels
-        self.obs_dim = 2 + 2 + 2 * N_AGENTS + 2 * (N_AGENTS - 1) + 2 * (N_AGENTS - 1)
+        self.obs_dim = 2 + 2 + 2 * N + 2 * (N - 1) + 2 * (N - 1)
         self.state_dim = self.n_agents * self.obs_dim  # state() = all observations concatenated
         self.optimum = None  # unknown: random continuous start positions
         self.payoff = None  # not a matrix game
@@ -211,16 +220,16 @@ class BatchedMPE:
         # the world after the last step is not terminal, so value targets should bootstrap from it
         self.ends_by_time_limit = True
         self.common_obs_dim = 0  # every column is relative to the observer (module docstring)
-        self.common_knowledge_dim = 2 * (N_AGENTS + N_AGENTS)  # every agent's and landmark's absolute position
+        self.common_knowledge_dim = 2 * (N + N)  # every agent's and landmark's absolute position
         # the episodes' seeds come from the env's own generator (module docstring, "Seeding")
         self._generator = torch.Generator().manual_seed(int(torch.randint(2**62, ()).item()))
         self.episode_collisions = torch.zeros(num_envs, dtype=torch.long, device=self.device)
         self._moves = torch.tensor(self.MOVES, dtype=torch.float64, device=self.device) * self.ACCEL
-        pairs = [(i, j) for i in range(N_AGENTS) for j in range(i + 1, N_AGENTS)]
+        pairs = [(i, j) for i in range(N) for j in range(i + 1, N)]
         self._pair_i = torch.tensor([i for i, _ in pairs], device=self.device)
         self._pair_j = torch.tensor([j for _, j in pairs], device=self.device)
         # others[i] = the other agents in agent order, as mpe2 lists them in agent i's observation
-        self._others = torch.tensor([[j for j in range(N_AGENTS) if j != i] for i in range(N_AGENTS)],
+        self._others = torch.tensor([[j for j in range(N) if j != i] for i in range(N)],
                                     device=self.device)
         self._t = episode_length  # no episode yet: step() before reset() is an error
 
@@ -231,9 +240,10 @@ class BatchedMPE:
             seeds = [int(seed) + b for b in range(self.num_envs)]
         # mpe2's reset_world with np_random = PCG64(seed): each agent's then each landmark's position ~ U(-1, 1)^2,
         # so copy b starts exactly where mpe2's env.reset(seed=seeds[b]) starts (tests/test_mpe.py)
-        starts = np.stack([np.random.default_rng(s).uniform(-1.0, 1.0, (2 * N_AGENTS, 2)) for s in seeds])
+        n = self.n_agents
+        starts = np.stack([np.random.default_rng(s).uniform(-1.0, 1.0, (2 * n, 2)) for s in seeds])
         starts = torch.as_tensor(starts, dtype=torch.float64, device=self.device)
-        self.agent_pos, self.landmark_pos = starts[:, :N_AGENTS].clone(), starts[:, N_AGENTS:].clone()
+        self.agent_pos, self.landmark_pos = starts[:, :n].clone(), starts[:, n:].clone()
         self.agent_vel = torch.zeros_like(self.agent_pos)
         self.episode_collisions = torch.zeros(self.num_envs, dtype=torch.long, device=self.device)
         self._t = 0
@@ -284,23 +294,25 @@ class BatchedMPE:
 
     def record_episodes(self, act, seeds, out_dir):
         """Draws one episode per seed of `act` into out_dir/episode_{seed}.gif (module function `record_episodes`)."""
-        return record_episodes(act, seeds, out_dir, self.name, self.episode_length)
+        return record_episodes(act, seeds, out_dir, self.name, self.episode_length, self.n_agents)
 
     def epymarl_return(self, episode_return: torch.Tensor) -> torch.Tensor:
         """The EPyMARL paper's return of the episodes just played, from ours (module docstring, "EPyMARL's scale"):
-        P = 3 G - 3 T - 2 C, G our return (B,), T the episode length, C the colliding pair-steps counted since reset.
+        P = N G - N T - 2 C (3 G - 3 T - 2 C at N = 3), G our return (B,), T the episode length, C the colliding
+        pair-steps counted since reset.
         Call it at the end of an episode."""
         return epymarl_scale(episode_return, self.episode_collisions, self._t, self.n_agents)
 
     def common_knowledge(self, obs: torch.Tensor) -> torch.Tensor:
-        """(B, N, obs_dim) -> (B, N, 12): what agent i computes from its own observation alone, every agent's
+        """(B, N, obs_dim) -> (B, N, 4 N): what agent i computes from its own observation alone, every agent's
         absolute position (agent order) then every landmark's; the same numbers for every agent, up to the
         float32 rounding of the observations (module docstring, "Common knowledge")."""
         own = obs[..., 2:4]  # own absolute position
-        landmarks = own.unsqueeze(-2) + obs[..., 4 : 4 + 2 * N_AGENTS].unflatten(-1, (N_AGENTS, 2))
-        others = own.unsqueeze(-2) + obs[..., 4 + 2 * N_AGENTS : 2 + 4 * N_AGENTS].unflatten(-1, (N_AGENTS - 1, 2))
-        agents = [own[:, i] if j == i else others[:, i, j - (j > i)] for i in range(N_AGENTS) for j in range(N_AGENTS)]
-        agents = torch.stack(agents, 1).unflatten(1, (N_AGENTS, N_AGENTS)).flatten(2)  # (B, N, 2 N)
+        n = self.n_agents
+        landmarks = own.unsqueeze(-2) + obs[..., 4 : 4 + 2 * n].unflatten(-1, (n, 2))
+        others = own.unsqueeze(-2) + obs[..., 4 + 2 * n : 2 + 4 * n].unflatten(-1, (n - 1, 2))
+        agents = [own[:, i] if j == i else others[:, i, j - (j > i)] for i in range(n) for j in range(n)]
+        agents = torch.stack(agents, 1).unflatten(1, (n, n)).flatten(2)  # (B, N, 2 N)
         return torch.cat([agents, landmarks.flatten(2)], -1)
 
 

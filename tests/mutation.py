@@ -392,6 +392,15 @@ MUTATIONS = [
              T("test_qtran.py", "test_loss_terms_match_hand_computation")),
     epsilon_frozen("qtran", "return start_e + (end_e - start_e) * progress"),
     saves("qtran", "target_utilities", "utilities"),
+    # ------------------------------------------------------------------ more agents on simple_spread (--num-agents)
+    Mutation("mi_pg-exact-head-unbounded", "mi_pg", "no check on the exact head's size: 5^N outputs at any N",
+             'if args.joint_head == "exact" and math.prod(game.action_sizes) > 2**16:', "if False:",
+             T("test_mpe.py", "test_bad_agent_counts_name_the_flag[mi_pg-exact-head]")),
+    Mutation("jpg-joint-policy-unbounded", "jpg", "no check on the joint policy's size: 5^N outputs at any N",
+             "if joint_actions > 2**16:", "if False:", T("test_mpe.py", "test_bad_agent_counts_name_the_flag[jpg]")),
+    *(Mutation(f"{script}-joint-argmax-unbounded", script, "the joint argmax enumerates 5^N joint actions at any N",
+               "joint_evaluation = math.prod(action_sizes) <= 2**16", "joint_evaluation = True",
+               T("test_mpe.py", f"test_scripts_train_with_more_agents[{script}-7]")) for script in ("vdn", "qmix")),
     # ------------------------------------------------------------------ the presets (iql, vdn, qmix, coma, maddpg)
     *(mutation for script in ("iql", "vdn", "qmix", "coma", "maddpg")
       for mutation in (preset_overrides_named_flags(script), command_line_names_nothing(script))),

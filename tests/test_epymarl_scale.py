@@ -1,5 +1,5 @@
 """simple_spread on the EPyMARL paper's scale (envs/mpe.py): the collision counter against mpe2's own
-`is_collision`, the formula P = 3 G - 3 T - 2 C on hand-made episodes, the scripts' summaries carrying both
+`is_collision`, the formula P = N G - N T - 2 C on hand-made episodes, the scripts' summaries carrying both
 scales, and MACKRL's common knowledge (every agent computes the same absolute positions)."""
 
 import itertools
@@ -29,10 +29,11 @@ def mpe2_colliding_pairs(env) -> int:
     return sum(raw.scenario.is_collision(a, b) for a, b in itertools.combinations(raw.world.agents, 2))
 
 
-def test_collision_counter_matches_mpe2():
-    batched = BatchedMPE(B, 25)
+@pytest.mark.parametrize("num_agents", [3, 5])
+def test_collision_counter_matches_mpe2(num_agents):
+    batched = BatchedMPE(B, 25, num_agents=num_agents)
     obs, _ = batched.reset(seed=SEED)
-    copies = [make_mpe_env() for _ in range(B)]
+    copies = [make_mpe_env(num_agents=num_agents) for _ in range(B)]
     for b, env in enumerate(copies):
         env.reset(seed=SEED + b)
     expected = torch.zeros(B, dtype=torch.long)
@@ -57,6 +58,7 @@ def test_epymarl_formula_on_hand_made_episodes():
     assert epymarl_scale(-20.0, 0, 25) == 3 * -20.0 - 75
     assert epymarl_scale(-20.0, 4, 25) == 3 * -20.0 - 75 - 8
     assert epymarl_scale(0.0, 0, 1) == -3  # a perfect step still pays for the agents' self-collisions
+    assert epymarl_scale(-20.0, 4, 25, n_agents=5) == 5 * -20.0 - 125 - 8  # N landmark terms and self-collisions
     # a hand-made two-step episode: landmark terms -1.0 and -0.5, one colliding pair in the second step;
     # per agent and step the original MPE pays the landmark term minus its collisions (itself included),
     # each agent receives the sum over agents, and the paper reports one agent's copy
@@ -92,16 +94,17 @@ def test_summaries_carry_both_scales_and_the_maximum_over_training(tmp_path, mon
     assert summary["eval_curves"]["env_steps"] == [200, 400]
 
 
-def test_common_knowledge_is_the_same_for_every_agent():
-    batched = BatchedMPE(B, 25)
+@pytest.mark.parametrize("num_agents", [3, 5])
+def test_common_knowledge_is_the_same_for_every_agent(num_agents):
+    batched = BatchedMPE(B, 25, num_agents=num_agents)
     obs, _ = batched.reset(seed=SEED)
     for _ in range(10):
-        obs, _, _, _ = batched.step(torch.randint(5, (B, 3)))
+        obs, _, _, _ = batched.step(torch.randint(5, (B, num_agents)))
     ck = batched.common_knowledge(obs)
-    assert ck.shape == (B, 3, batched.common_knowledge_dim) == (B, 3, 12)
+    assert ck.shape == (B, num_agents, batched.common_knowledge_dim) == (B, num_agents, 4 * num_agents)
     # every agent's numbers agree with the others' (up to the float32 rounding of the observations) ...
-    torch.testing.assert_close(ck[:, 1], ck[:, 0], rtol=0, atol=1e-6)
-    torch.testing.assert_close(ck[:, 2], ck[:, 0], rtol=0, atol=1e-6)
+    for i in range(1, num_agents):
+        torch.testing.assert_close(ck[:, i], ck[:, 0], rtol=0, atol=1e-6)
     # ... and are the true absolute positions: the agents' in agent order, then the landmarks'
     truth = torch.cat([batched.agent_pos.flatten(1), batched.landmark_pos.flatten(1)], -1).float()
     torch.testing.assert_close(ck[:, 0], truth, rtol=0, atol=1e-6)
