@@ -97,7 +97,8 @@ class Args:
     pulled towards their product). Default off: the proposal's two-way KL.
     On the N-agent trap the two-way KL drags the joint head into the trap from N = 4 on (docs/results.md, "MI-PG past
     four agents"); on crossed-signal-climbing the one-way KL lets the joint head learn what the agents cannot carry
-    out (8/10 seeds at the optimum, the two-way KL 10/10)"""
+    out (8/10 seeds at the optimum, the two-way KL 10/10), and on simple_spread it learns far less (-180 at best
+    against -122 on the paper's scale)"""
     joint_head: Literal["exact", "autoregressive"] = "exact"
     """the joint head pi_jt(a|s). exact: one logit per joint action (prod_i |A_i| outputs, at most 65,536), the KL and
     the entropy exact over all joint actions. autoregressive: pi_jt(a|s) = prod_i pi_jt(a_i | s, a_<i), agent by agent (sum_i |A_i|
