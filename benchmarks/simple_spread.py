@@ -172,9 +172,10 @@ def report(saved: dict) -> str:
               f"(decentralized; jpg: joint) evaluated on {EVAL_EPISODES} episodes every {EVAL_INTERVAL:,} env steps and "
               f"at the end, greedy and sampled. Each cell: mean ± 95% CI over seeds (Student's t) of the maximum over "
               f"training (the EPyMARL paper's measure) and, in brackets, of the final evaluation. Our scale: the team "
-              f"reward summed over the episode (reference policies on simple_spread: uniform random {saved['reference']['random']:.1f}, "
+              f"reward summed over the episode (reference policies on the 3-agent game: uniform random {saved['reference']['random']:.1f}, "
               f"always no-op {saved['reference']['noop']:.1f}); EPyMARL scale: the paper's return of the same "
-              f"episodes, 3 G - 75 - 2 C with C the colliding pair-steps (envs/mpe.py). Published: Papoudakis et al. "
+              f"episodes, 3 G - 75 - 2 C with C the colliding pair-steps (envs/mpe.py; N G - 25 N - 2 C in a row with "
+              f"num_agents=N, N agents and N landmarks, which has no published number). Published: Papoudakis et al. "
               f"(2021), Table 3, Spread, parameter sharing, maximum returns, mean ± 95% CI over 5 seeds, 2M env steps "
               f"off-policy and 20M on-policy (read from a secondary copy of the table; check before citing), measured "
               f"on the original MPE's physics: game simple_spread_v2 here; simple_spread is mpe2's, where an action "
@@ -192,7 +193,7 @@ def report(saved: dict) -> str:
     heads = head_parameters()
     cost = (f"mi_pg {sps['mi_pg']:,.0f} vs ipg {sps['ipg']:,.0f} env steps/s (training and evaluation, one update "
             "per batch for both), " if len(sps) == 2 else "")
-    parts.append(f"The joint head (125 joint actions): {cost}output layer {heads['joint_head']:,} parameters "
+    parts.append(f"The joint head of the 3-agent game (125 joint actions): {cost}output layer {heads['joint_head']:,} parameters "
                  f"vs {heads['marginal_heads']:,} for the three marginal heads.")
     parts.append(f"\n{saved['footer']}\n")
     return "\n".join(parts)
