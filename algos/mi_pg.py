@@ -101,8 +101,8 @@ class Args:
     against -122 on the paper's scale)"""
     joint_head: Literal["exact", "autoregressive"] = "exact"
     """the joint head pi_jt(a|s). exact: one logit per joint action (prod_i |A_i| outputs, at most 65,536), the KL and
-    the entropy exact over all joint actions. autoregressive: pi_jt(a|s) = prod_i pi_jt(a_i | s, a_<i), agent by agent (sum_i |A_i|
-    outputs); the KL estimated from samples of pi_jt, the entropy bonus a lower bound of the mixture's, and the joint
+    the entropy exact over all joint actions. autoregressive: pi_jt(a|s) = prod_i pi_jt(a_i | s, a_<i), agent by agent
+    (sum_i |A_i| outputs); the KL estimated from samples of pi_jt, the entropy bonus a lower bound of the mixture's, and the joint
     greedy action the argmax agent by agent (an approximation of the joint argmax). Its cost grows linearly in N"""
 
     # >>> shared:args (every script in algos/ has these fields; tests/test_shared_blocks.py keeps the copies identical)
@@ -388,9 +388,10 @@ def check_args(args: Args) -> None:
         raise ValueError(f"--lambda-max must be a finite number >= 0, got {args.lambda_max}")
     if args.joint_head not in ("exact", "autoregressive"):
         raise ValueError(f"--joint-head must be exact or autoregressive, got {args.joint_head!r}")
-    if args.joint_head == "exact" and math.prod(game.action_sizes) > 2**16:
-        raise ValueError(f"--joint-head exact has one output per joint action, {math.prod(game.action_sizes):,} on this "
-                         "game (at most 65,536): use --joint-head autoregressive")
+    joint_actions = math.prod(game.action_sizes)
+    if args.joint_head == "exact" and joint_actions > 2**16:
+        raise ValueError(f"--joint-head exact has one output per joint action, {joint_actions:,} on this game (at "
+                         "most 65,536): use --joint-head autoregressive")
     if args.init_prob is not None and not 0.0 < args.init_prob < 1.0:
         raise ValueError(f"--init-prob must lie strictly between 0 and 1, got {args.init_prob}")
     for name in ("lambda", "alpha"):

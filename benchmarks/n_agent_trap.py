@@ -272,7 +272,8 @@ def cost_one(job: dict) -> dict:
     before = resource.getrusage(resource.RUSAGE_SELF).ru_maxrss  # KiB on Linux; torch and the script imported
     summary = run_one(job)["summary"]
     peak = resource.getrusage(resource.RUSAGE_SELF).ru_maxrss
-    n, k, head = job["common"]["num_agents"], COST_GAMES[job["env_id"]]["actions"], job["algo"].split("joint_head=")[1]
+    n, head = job["common"]["num_agents"], job["algo"].split("joint_head=")[1]
+    k = COST_GAMES[job["env_id"]]["actions"]
     network = {"exact": mi_pg.JointHead, "autoregressive": mi_pg.AutoregressiveJointHead}[head](n, [k] * n, 64, None)
     outputs = k**n if head == "exact" else k * n
     return {**job, "settings": settings(job), "summary": summary, "peak_rss_mb": peak / 1024,
@@ -284,8 +285,8 @@ def cost_one(job: dict) -> dict:
 COST_GAMES = {
     N_AGENT_TRAP_ID: {
         "actions": 2, "flags": {"num_actions": 2}, "file": "n_agent_trap_cost",
-        "title": "mi_pg on n-agent-trap, 2 actions, uniform start, seed 1, {steps:,} env steps (default budget 64,000), "
-                 "128 games per batch, 1,000 evaluation episodes x 11 evaluations"},
+        "title": "mi_pg on n-agent-trap, 2 actions, uniform start, seed 1, {steps:,} env steps (default budget "
+                 "64,000), 128 games per batch, 1,000 evaluation episodes x 11 evaluations"},
     "simple_spread": {
         "actions": 5, "flags": {"num_evals": 0, "eval_episodes": 100}, "file": "n_agent_trap_cost_simple_spread",
         "title": "mi_pg on simple_spread with N agents and N landmarks (--num-agents), seed 1, {steps:,} env steps "

@@ -220,7 +220,7 @@ class BatchedMPE:
         # the world after the last step is not terminal, so value targets should bootstrap from it
         self.ends_by_time_limit = True
         self.common_obs_dim = 0  # every column is relative to the observer (module docstring)
-        self.common_knowledge_dim = 2 * (N + N)  # every agent's and landmark's absolute position
+        self.common_knowledge_dim = 4 * N  # every agent's and landmark's absolute position (2 N each)
         # the episodes' seeds come from the env's own generator (module docstring, "Seeding")
         self._generator = torch.Generator().manual_seed(int(torch.randint(2**62, ()).item()))
         self.episode_collisions = torch.zeros(num_envs, dtype=torch.long, device=self.device)

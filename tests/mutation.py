@@ -394,7 +394,7 @@ MUTATIONS = [
     saves("qtran", "target_utilities", "utilities"),
     # ------------------------------------------------------------------ more agents on simple_spread (--num-agents)
     Mutation("mi_pg-exact-head-unbounded", "mi_pg", "no check on the exact head's size: 5^N outputs at any N",
-             'if args.joint_head == "exact" and math.prod(game.action_sizes) > 2**16:', "if False:",
+             'if args.joint_head == "exact" and joint_actions > 2**16:', "if False:",
              T("test_mpe.py", "test_bad_agent_counts_name_the_flag[mi_pg-exact-head]")),
     Mutation("jpg-joint-policy-unbounded", "jpg", "no check on the joint policy's size: 5^N outputs at any N",
              "if joint_actions > 2**16:", "if False:", T("test_mpe.py", "test_bad_agent_counts_name_the_flag[jpg]")),
