@@ -402,6 +402,9 @@ MUTATIONS = [
                "joint_evaluation = math.prod(action_sizes) <= 2**16", "joint_evaluation = True",
                T("test_mpe.py", f"test_scripts_train_with_more_agents[{script}-7]")) for script in ("vdn", "qmix")),
     # ------------------------------------------------------------------ the presets (iql, vdn, qmix, coma, maddpg)
+    Mutation("iql-preset-2021-width", "iql", "the preset back at the 2021 files' 64 units",
+             '"time_limit_terminal": True, "hidden_size": 128}', '"time_limit_terminal": True}',
+             T("test_replay_options.py", "test_epymarl_preset_width[iql]")),
     *(mutation for script in ("iql", "vdn", "qmix", "coma", "maddpg")
       for mutation in (preset_overrides_named_flags(script), command_line_names_nothing(script))),
 ]
