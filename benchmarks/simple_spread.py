@@ -129,14 +129,14 @@ def head_parameters(hidden: int = 64, n_agents: int = 3, n_actions: int = 5) -> 
 
 def published(variant: str) -> tuple[float, float] | None:
     """The paper's number for a row: the script at its defaults or with --preset epymarl, with or without EPyMARL's
-    recurrent agent (use_rnn: True, which EPyMARL's own record of the paper's hyperparameters gives IQL, VDN and
-    QMIX; docs/algos/iql.md, deviation 8), and IQL's preset at the 2021 files' 64 units (the preset has 128);
-    IPPO: mappo with a per-agent critic."""
+    recurrent agent, at the preset's width or at 128 units (use_rnn: True and 128 units are what EPyMARL's own
+    record of the paper's hyperparameters, bedc593, gives IQL, VDN and QMIX; docs/algos/iql.md, deviation 8), and
+    IQL's preset at the 2021 files' 64 units (the preset has 128); IPPO: mappo with a per-agent critic."""
     if variant == IPPO:
         return PUBLISHED["ippo"]
     algo, _, flags = variant.partition(":")
-    return PUBLISHED.get(algo) if flags in ("", "preset=epymarl", "preset=epymarl,recurrent=true") or (
-        variant == "iql:preset=epymarl,hidden_size=64") else None
+    as_recorded = ("", "preset=epymarl", "preset=epymarl,recurrent=true", "preset=epymarl,recurrent=true,hidden_size=128")
+    return PUBLISHED.get(algo) if flags in as_recorded or variant == "iql:preset=epymarl,hidden_size=64" else None
 
 
 def cell(runs: list[dict], key: str, best: bool) -> str:

@@ -12,6 +12,7 @@ def test_published_numbers_only_for_the_scripts_as_the_paper_ran_them():
     assert bench.published("vdn:preset=epymarl,observe_time=true") is None  # EPyMARL's agents see no clock
     assert bench.published("iql:preset=epymarl,hidden_size=64") == bench.PUBLISHED["iql"]  # the 2021 files' width
     assert bench.published("qmix:preset=epymarl,hidden_size=64") is None  # QMIX's preset has 64 already
+    assert bench.published("qmix:preset=epymarl,recurrent=true,hidden_size=128") == bench.PUBLISHED["qmix"]  # bedc593's
     assert bench.published(bench.IPPO) == bench.PUBLISHED["ippo"]
     assert bench.published("qmix:learning_rate=1e-3") is None  # a tuned variant is not the paper's method as run
     assert bench.published("mi_pg") is None
