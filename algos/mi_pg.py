@@ -102,8 +102,9 @@ class Args:
     joint_head: Literal["exact", "autoregressive"] = "exact"
     """the joint head pi_jt(a|s). exact: one logit per joint action (prod_i |A_i| outputs, at most 65,536), the KL and
     the entropy exact over all joint actions. autoregressive: pi_jt(a|s) = prod_i pi_jt(a_i | s, a_<i), agent by agent
-    (sum_i |A_i| outputs); the KL estimated from samples of pi_jt, the entropy bonus a lower bound of the mixture's, and the joint
-    greedy action the argmax agent by agent (an approximation of the joint argmax). Its cost grows linearly in N"""
+    (sum_i |A_i| outputs); the KL estimated from samples of pi_jt, the entropy bonus a lower bound of the mixture's,
+    and the joint greedy action the argmax agent by agent (an approximation of the joint argmax). Its cost grows
+    linearly in N"""
 
     # >>> shared:args (every script in algos/ has these fields; tests/test_shared_blocks.py keeps the copies identical)
     exp_name: str = os.path.basename(__file__)[: -len(".py")]

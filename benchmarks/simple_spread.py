@@ -135,7 +135,8 @@ def published(variant: str) -> tuple[float, float] | None:
     if variant == IPPO:
         return PUBLISHED["ippo"]
     algo, _, flags = variant.partition(":")
-    as_recorded = ("", "preset=epymarl", "preset=epymarl,recurrent=true", "preset=epymarl,recurrent=true,hidden_size=128")
+    as_recorded = ("", "preset=epymarl", "preset=epymarl,recurrent=true",
+                   "preset=epymarl,recurrent=true,hidden_size=128")
     return PUBLISHED.get(algo) if flags in as_recorded or variant == "iql:preset=epymarl,hidden_size=64" else None
 
 
