@@ -67,7 +67,7 @@ class Args:
     """discount factor"""
     td_lambda: float = 1.0
     """lambda of the critic's TD(lambda) targets: 1.0 regresses on the episode's return. The paper uses 0.8;
-    on simple_spread the bootstrapped targets of a critic still learning held COMA at the no-op level"""
+    on simple_spread the two end level (docs/algos/coma.md)"""
     nstep: int = 0
     """if > 0, the critic regresses on n-step returns instead (r_t + ... + gamma^(n-1) r_{t+n-1} + gamma^n
     Q'(s_{t+n}, a_{t+n}), shorter where the episode ends first): EPyMARL's q_nstep"""
@@ -104,7 +104,7 @@ class Args:
     save_model: bool = False
     """if toggled, save what is deployed (the per-agent actors or utilities) to runs/{run_name}/{exp_name}.actors.pt"""
     capture_video: bool = False
-    """if toggled, draw three greedy episodes of the trained agents (simple_spread only; mpe2's renderer, headless)
+    """if toggled, draw three greedy episodes of the trained agents (MPE games only; mpe2's renderer, headless)
     into runs/{run_name}/videos/episode_{seed}.gif"""
     quiet: bool = False
     """if toggled, print nothing (no progress lines, no final summary)"""
@@ -134,7 +134,7 @@ class Args:
     """total environment steps (one step = one round in one copy of the game); default: the game's own budget,
     64,000 for the matrix and private-signal games, 2,000,000 for simple_spread"""
     num_envs: int = 128
-    """copies of the game played in parallel; each update uses one full episode from each"""
+    """copies of the game played in parallel; each collection round plays one full episode in each"""
     eval_episodes: int = 1000
     """episodes per evaluation (sampled policies; the greedy ones are deterministic in matrix games)"""
     num_evals: int = 10
@@ -380,7 +380,7 @@ def train(args: Args) -> dict:
             else:
                 targets = td_lambda_targets(rewards, target_q, args.gamma, args.td_lambda, final_q).flatten(0, 1)
         for _ in range(args.critic_steps):
-            # L = E[(Q(s_t, a_t) - G_t^lambda)^2], one term per agent's view of the same joint action
+            # L = E[(1/2) (Q(s_t, a_t) - G_t^lambda)^2], one term per agent's view of the same joint action
             critic_loss = 0.5 * (taken(critic(b_state, b_actions), b_actions) - targets).pow(2).mean()
             critic_optimizer.zero_grad()
             critic_loss.backward()

@@ -3,7 +3,7 @@
 Each agent i learns a utility Q_i(o_i, a_i) (one torso shared by all agents and one head of size |A_i| per
 agent; the matrix games put the agent's id in its observation, simple_spread does not) by ordinary one-step
 Q-learning on the shared team reward r, treating the other agents as part of the environment:
-    y_i = r + gamma * max_a' Q_i^target(o_i', a'),    loss = sum_i (Q_i(o_i, a_i) - y_i)^2.
+    y_i = r + gamma * (1 - d) * max_a' Q_i^target(o_i', a'),    loss = (1/N) sum_i (Q_i(o_i, a_i) - y_i)^2.
 The others keep changing their behaviour, so each agent's target is non-stationary; in the climbing
 game an agent that sees its partner explore learns that its optimal action (with its -30 mix-ups) is
 worth less than a safe one. Acting: each agent is epsilon-greedy on its own Q_i (epsilon linearly annealed).
@@ -127,7 +127,7 @@ class Args:
     save_model: bool = False
     """if toggled, save what is deployed (the per-agent actors or utilities) to runs/{run_name}/{exp_name}.actors.pt"""
     capture_video: bool = False
-    """if toggled, draw three greedy episodes of the trained agents (simple_spread only; mpe2's renderer, headless)
+    """if toggled, draw three greedy episodes of the trained agents (MPE games only; mpe2's renderer, headless)
     into runs/{run_name}/videos/episode_{seed}.gif"""
     quiet: bool = False
     """if toggled, print nothing (no progress lines, no final summary)"""
@@ -157,7 +157,7 @@ class Args:
     """total environment steps (one step = one round in one copy of the game); default: the game's own budget,
     64,000 for the matrix and private-signal games, 2,000,000 for simple_spread"""
     num_envs: int = 128
-    """copies of the game played in parallel; each update uses one full episode from each"""
+    """copies of the game played in parallel; each collection round plays one full episode in each"""
     eval_episodes: int = 1000
     """episodes per evaluation (sampled policies; the greedy ones are deterministic in matrix games)"""
     num_evals: int = 10

@@ -111,7 +111,7 @@ class Args:
     save_model: bool = False
     """if toggled, save what is deployed (the per-agent actors or utilities) to runs/{run_name}/{exp_name}.actors.pt"""
     capture_video: bool = False
-    """if toggled, draw three greedy episodes of the trained agents (simple_spread only; mpe2's renderer, headless)
+    """if toggled, draw three greedy episodes of the trained agents (MPE games only; mpe2's renderer, headless)
     into runs/{run_name}/videos/episode_{seed}.gif"""
     quiet: bool = False
     """if toggled, print nothing (no progress lines, no final summary)"""
@@ -141,7 +141,7 @@ class Args:
     """total environment steps (one step = one round in one copy of the game); default: the game's own budget,
     64,000 for the matrix and private-signal games, 2,000,000 for simple_spread"""
     num_envs: int = 128
-    """copies of the game played in parallel; each update uses one full episode from each"""
+    """copies of the game played in parallel; each collection round plays one full episode in each"""
     eval_episodes: int = 1000
     """episodes per evaluation (sampled policies; the greedy ones are deterministic in matrix games)"""
     num_evals: int = 10
@@ -359,7 +359,7 @@ def train(args: Args) -> dict:
                 targets = [b_rewards + args.gamma * b_not_done * target_critics[i](next_inputs).squeeze(-1)
                            for i in range(n_agents)]
             inputs = torch.cat([b_state, *b_actions], -1)
-            # L(Q_i) = E[(Q_i(s, a_1, ..., a_N) - y_i)^2]
+            # L = sum_i L(Q_i),  L(Q_i) = E[(1/2) (Q_i(s, a_1, ..., a_N) - y_i)^2]
             critic_loss = sum(0.5 * (critics[i](inputs).squeeze(-1) - targets[i]).pow(2).mean() for i in range(n_agents))
             critic_optimizer.zero_grad()
             critic_loss.backward()

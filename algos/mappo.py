@@ -3,9 +3,10 @@
 Every agent i acts with its own policy pi_i(a_i | o_i) (one torso shared by all agents and one head per agent;
 the matrix games put the agent's id in its observation) and is trained with PPO's clipped surrogate on its OWN ratio
     r_i = pi_i(a_i | o_i) / pi_i,old(a_i | o_i),   L = E[ min(r_i A, clip(r_i, 1 - eps, 1 + eps) A) ],
-with a centralized critic V(s) (MAPPO) or a per-agent critic V(o_i) (IPPO), GAE, and value normalization
-(a running mean and variance of the returns; the critic learns the normalized return). PPO changes the step,
-not the direction: the gradient is still the factored sum_i E[ A grad log pi_i(a_i | o_i) ] of algos/ipg.py,
+with a centralized critic V(s) (MAPPO) or V(o_i) on each agent's own observation (IPPO; one critic network for
+all agents), GAE, and value normalization (a running mean and variance of the returns; the critic learns the
+normalized return). PPO changes the step, not the direction: the gradient is still the factored
+sum_i E[ A grad log pi_i(a_i | o_i) ] of algos/ipg.py,
 which the proposal argues leads to the payoff-0 corner of [[0, -5], [-5, 10]] from a start with p, q > 3/4
 (tests/test_mappo_mackrl_jpg.py measures it: from p = q = 0.9, MAPPO and IPPO end there on every seed tried).
 
@@ -45,7 +46,8 @@ class Args:
     """start every agent playing action 0 with this probability (the rest uniform); the proposal's
     adversarial start is 0.9. Default: uniform"""
     independent_critic: bool = False
-    """if toggled, IPPO: each agent's critic sees only its own observation, V(o_i), instead of V(s)"""
+    """if toggled, IPPO: the critic sees only each agent's own observation, V(o_i), instead of V(s) (one network,
+    shared by the agents, as the actor's torso)"""
     learning_rate: float = 5e-3
     """Adam learning rate for the actor and the critic"""
     hidden_size: int = 64
@@ -97,7 +99,7 @@ class Args:
     save_model: bool = False
     """if toggled, save what is deployed (the per-agent actors or utilities) to runs/{run_name}/{exp_name}.actors.pt"""
     capture_video: bool = False
-    """if toggled, draw three greedy episodes of the trained agents (simple_spread only; mpe2's renderer, headless)
+    """if toggled, draw three greedy episodes of the trained agents (MPE games only; mpe2's renderer, headless)
     into runs/{run_name}/videos/episode_{seed}.gif"""
     quiet: bool = False
     """if toggled, print nothing (no progress lines, no final summary)"""
@@ -127,7 +129,7 @@ class Args:
     """total environment steps (one step = one round in one copy of the game); default: the game's own budget,
     64,000 for the matrix and private-signal games, 2,000,000 for simple_spread"""
     num_envs: int = 128
-    """copies of the game played in parallel; each update uses one full episode from each"""
+    """copies of the game played in parallel; each collection round plays one full episode in each"""
     eval_episodes: int = 1000
     """episodes per evaluation (sampled policies; the greedy ones are deterministic in matrix games)"""
     num_evals: int = 10

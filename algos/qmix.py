@@ -9,8 +9,10 @@ absolute value. Monotonicity makes each agent's argmax of its own Q_i an argmax 
 execute decentralized; it also limits what Q_tot can represent: if Q_tot(1, b) > Q_tot(0, b) for one
 action b of the other agent, then Q_tot(1, b') >= Q_tot(0, b') for every b'. The 2x2 game [[0, -5], [-5, 10]]
 breaks that rule (the proposal's argument), and so does the QTRAN game (Son et al., 2019).
-Trained by one-step Q-learning on Q_tot with target networks for the utilities and the mixer:
-    y = r + gamma * f^target_s'(max_a' Q_1^target(o_1', a'), ..., max_a' Q_N^target(o_N', a')).
+Trained by one-step Q-learning on Q_tot with target networks for the utilities and the mixer, Double-Q by default
+(each agent's a_i' is the online network's argmax, valued by the target network; --no-double-q: the target's max):
+    y = r + gamma * (1 - d) * f^target_s'(Q_1^target(o_1', a_1'), ..., Q_N^target(o_N', a_N')),
+    a_i' = argmax_a Q_i(o_i', a).
 
 Paper:    Rashid et al. (2018), "QMIX: Monotonic Value Function Factorisation for Deep Multi-Agent
           Reinforcement Learning" (ICML).
@@ -139,7 +141,7 @@ class Args:
     save_model: bool = False
     """if toggled, save what is deployed (the per-agent actors or utilities) to runs/{run_name}/{exp_name}.actors.pt"""
     capture_video: bool = False
-    """if toggled, draw three greedy episodes of the trained agents (simple_spread only; mpe2's renderer, headless)
+    """if toggled, draw three greedy episodes of the trained agents (MPE games only; mpe2's renderer, headless)
     into runs/{run_name}/videos/episode_{seed}.gif"""
     quiet: bool = False
     """if toggled, print nothing (no progress lines, no final summary)"""
@@ -169,7 +171,7 @@ class Args:
     """total environment steps (one step = one round in one copy of the game); default: the game's own budget,
     64,000 for the matrix and private-signal games, 2,000,000 for simple_spread"""
     num_envs: int = 128
-    """copies of the game played in parallel; each update uses one full episode from each"""
+    """copies of the game played in parallel; each collection round plays one full episode in each"""
     eval_episodes: int = 1000
     """episodes per evaluation (sampled policies; the greedy ones are deterministic in matrix games)"""
     num_evals: int = 10
@@ -269,7 +271,7 @@ class QMixer(nn.Module):
                 return nn.Linear(state_dim, out_dim)
             return nn.Sequential(nn.Linear(state_dim, hypernet_embed), nn.ReLU(), nn.Linear(hypernet_embed, out_dim))
 
-        # the weights W_1(s), W_2(s) come from hypernetworks; the biases from linear maps of s
+        # the weights W_1(s), W_2(s) come from hypernetworks; the first bias b_1(s) from a linear map of s
         self.hyper_w1 = hypernet(n_agents * embed_dim)
         self.hyper_b1 = nn.Linear(state_dim, embed_dim)
         self.hyper_w_final = hypernet(embed_dim)

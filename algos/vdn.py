@@ -5,7 +5,7 @@ agent; the matrix games put the agent's id in its observation, simple_spread doe
 action value is their sum,
     Q_tot(s, a) = sum_i Q_i(o_i, a_i),
 trained by one-step Q-learning on the team reward with a target network:
-    y = r + gamma * sum_i max_a' Q_i^target(o_i', a'),    loss = (Q_tot(s, a) - y)^2.
+    y = r + gamma * (1 - d) * sum_i max_a' Q_i^target(o_i', a'),    loss = (Q_tot(s, a) - y)^2.
 Because the sum is monotonic in every Q_i, each agent's argmax of its own Q_i is the argmax of Q_tot,
 so the agents execute decentralized. The price: only additive payoffs are representable. In the 2x2 game
 [[0, -5], [-5, 10]] the best additive fit orders the cells differently from the payoff, and in the
@@ -130,7 +130,7 @@ class Args:
     save_model: bool = False
     """if toggled, save what is deployed (the per-agent actors or utilities) to runs/{run_name}/{exp_name}.actors.pt"""
     capture_video: bool = False
-    """if toggled, draw three greedy episodes of the trained agents (simple_spread only; mpe2's renderer, headless)
+    """if toggled, draw three greedy episodes of the trained agents (MPE games only; mpe2's renderer, headless)
     into runs/{run_name}/videos/episode_{seed}.gif"""
     quiet: bool = False
     """if toggled, print nothing (no progress lines, no final summary)"""
@@ -160,7 +160,7 @@ class Args:
     """total environment steps (one step = one round in one copy of the game); default: the game's own budget,
     64,000 for the matrix and private-signal games, 2,000,000 for simple_spread"""
     num_envs: int = 128
-    """copies of the game played in parallel; each update uses one full episode from each"""
+    """copies of the game played in parallel; each collection round plays one full episode in each"""
     eval_episodes: int = 1000
     """episodes per evaluation (sampled policies; the greedy ones are deterministic in matrix games)"""
     num_evals: int = 10

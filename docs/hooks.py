@@ -139,6 +139,8 @@ def flags_table(relpath: str) -> str:
     for k, node in enumerate(args.body):
         if not isinstance(node, ast.AnnAssign) or node.lineno in shared:
             continue
+        if "Suppress" in ast.get_source_segment(text, node.annotation):  # hidden from the command line
+            continue
         name = node.target.id
         default = ast.get_source_segment(text, node.value) if node.value is not None else ""
         doc = ""
@@ -182,9 +184,10 @@ def evaluator_names(relpath: str) -> list[str]:
     names = []
     for node in ast.walk(ast.parse(text)):
         if isinstance(node, ast.Call) and isinstance(node.func, ast.Name) and node.func.id == "Evaluator":
-            for arg in node.args:
-                if isinstance(arg, ast.Dict):
-                    names += [k.value for k in arg.keys if isinstance(k, ast.Constant)]
+            for arg in node.args:  # the dict's keys, and those of dicts unpacked into it (`**({...} if ... else {})`)
+                for inner in ast.walk(arg) if isinstance(arg, ast.Dict) else ():
+                    if isinstance(inner, ast.Dict):
+                        names += [k.value for k in inner.keys if isinstance(k, ast.Constant)]
     return names
 
 
