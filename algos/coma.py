@@ -1,4 +1,4 @@
-"""COMA: counterfactual multi-agent policy gradients, a factored baseline the proposal discusses.
+"""COMA: counterfactual multi-agent policy gradients, a factored baseline that docs/method.md discusses.
 
 Decentralized actors pi_i(a_i | o_i) (one torso shared by all agents and one head per agent; the matrix
 games put the agent's id in its observation) are trained by a centralized critic Q(s, a). For agent i the
@@ -8,8 +8,9 @@ every action a_i' of agent i in one pass. That gives the counterfactual baseline
 "what would the team have got, on average, had agent i acted differently", and the advantage
     A_i(s, a) = Q(s, a) - b_i(s, a_-i).
 The baseline does not depend on a_i, so it changes the variance of the gradient, not its expectation:
-the expected update is still the factored one, sum_i E[Q(s, a) grad log pi_i(a_i | o_i)]. The proposal
-("Related Work") argues that COMA therefore falls into the same trap as ipg; this script measures that.
+the expected update is still the factored one, sum_i E[Q(s, a) grad log pi_i(a_i | o_i)]. docs/method.md
+("Why the usual methods meet the same wall") argues that COMA therefore falls into the same trap as ipg; this script
+measures that.
 The critic learns from TD(lambda) targets (or n-step returns, --nstep) computed with a target critic that is
 copied every few updates.
 At the default lambda = 1 those targets are the episode's return, and the target critic only enters at a time
@@ -55,8 +56,8 @@ class Args:
     """the fields --preset leaves as they are, even at their default value: the flags named on the command line (set
     by the script from sys.argv) or by a benchmark variant; not itself a flag"""
     init_prob: float | None = None
-    """start every agent playing action 0 with this probability (the rest uniform); the proposal's
-    adversarial start is 0.9. Default: uniform"""
+    """start every agent playing action 0 with this probability (the rest uniform); the trap's
+    adversarial start (README.md, "The trap") is 0.9. Default: uniform"""
     actor_lr: float = 1e-3
     """Adam learning rate of the actors"""
     critic_lr: float = 1e-2

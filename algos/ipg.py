@@ -1,11 +1,11 @@
-"""Independent policy gradient (ipg): the factored baseline the proposal argues against.
+"""Independent policy gradient (ipg): the factored baseline that mi_pg (algos/mi_pg.py) is built to beat.
 
 Each agent i has its own policy pi_i(a_i | o_i) (one torso shared by all agents and one head per agent;
 the matrix games put the agent's id in its observation) and follows its own factor of the policy gradient,
     grad J = sum_i E[ A(s, a) grad log pi_i(a_i | o_i) ],
 with a centralized value function V(s) as the baseline (actor-critic with GAE). In the 2x2 game
 [[0, -5], [-5, 10]] this gradient is dJ/dp = -15 + 20 q: from any start with p, q > 3/4 both agents
-drift to the payoff-0 corner (the proposal's trap). This script exists to show that honestly.
+drift to the payoff-0 corner: the trap. This script exists to show that honestly.
 
 Method:   the trap that README.md ("The trap") describes, which marl-refs's method (algos/mi_pg.py) escapes.
 Run:      python algos/ipg.py --init-prob 0.9
@@ -36,7 +36,7 @@ class Args:
     # Algorithm-specific arguments
     init_prob: float | None = None
     """start every agent playing action 0 with this probability (the rest uniform), and the joint head
-    at the product of those; the proposal's adversarial start is 0.9. Default: uniform"""
+    at the product of those; the trap's adversarial start (README.md, "The trap") is 0.9. Default: uniform"""
     learning_rate: float = 1e-2
     """Adam learning rate for all networks"""
     hidden_size: int = 64
@@ -247,7 +247,7 @@ def train(args: Args) -> dict:
         if args.norm_adv and b_adv.numel() > 1:
             b_adv = (b_adv - b_adv.mean()) / (b_adv.std() + 1e-8)
         marginal_log_probs = actor(b_obs)
-        # the factored policy gradient:  -sum_i E[ A(s, a) log pi_i(a_i | o_i) ]  (the proposal's decomposition)
+        # the factored policy gradient:  -sum_i E[ A(s, a) log pi_i(a_i | o_i) ]  (docs/method.md, "The setting")
         pg_loss = -sum(
             (b_adv * log_probs.gather(1, b_actions[:, i : i + 1]).squeeze(1)).mean()
             for i, log_probs in enumerate(marginal_log_probs)

@@ -3,9 +3,10 @@
 A single agent reads the global state s and picks the joint action a = (a_1, ..., a_N) from one
 softmax over all prod_i |A_i| joint actions, trained by actor-critic with GAE like algos/ipg.py:
     grad J = E[ A(s, a) grad log pi_jt(a | s) ].
-This is the proposal's "single joint agent": in the 2x2 game [[0, -5], [-5, 10]] with joint action
-probabilities [1 - b - c - d, b, c, d] the expected payoff is J = -5b - 5c + 10d, whose gradient on d
-(the weight of the payoff-10 joint action) is always positive, so it climbs to the optimum from any start.
+This is the "single joint agent" of the trap (README.md, "The trap"; docs/method.md): in the 2x2 game
+[[0, -5], [-5, 10]] with joint action probabilities [1 - b - c - d, b, c, d] the expected payoff is
+J = -5b - 5c + 10d, whose gradient on d (the weight of the payoff-10 joint action) is always positive, so it climbs
+to the optimum from any start.
 It is NOT decentralizable: executing it needs one controller that sees everything and tells every agent
 what to do. It is here as the reference every decentralized method is measured against.
 
@@ -39,7 +40,8 @@ class Args:
     # Algorithm-specific arguments
     init_prob: float | None = None
     """start the joint policy at the product of per-agent policies that each play action 0 with this
-    probability (the rest uniform); the proposal's adversarial start is 0.9. Default: uniform"""
+    probability (the rest uniform); the trap's adversarial start (README.md, "The trap") is 0.9.
+    Default: uniform"""
     learning_rate: float = 1e-2
     """Adam learning rate for all networks"""
     hidden_size: int = 64

@@ -67,7 +67,8 @@ class Args:
     # Algorithm-specific arguments
     init_prob: float | None = None
     """start every agent's own policy playing action 0 with this probability (the rest uniform), and each
-    pair's distribution P at the product of those; the proposal's adversarial start is 0.9. Default: uniform"""
+    pair's distribution P at the product of those; the trap's adversarial start (README.md, "The trap") is 0.9.
+    Default: uniform"""
     init_delegate_prob: float = 0.5
     """the pair controllers' initial probability of delegating (P starts at the product whatever its value)"""
     learning_rate: float = 1e-2

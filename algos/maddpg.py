@@ -9,8 +9,9 @@ current actors instead, as EPyMARL does):
     grad J(mu_i) = E_{s, a ~ D}[ grad mu_i(o_i) * dQ_i(s, a_1, .., a_i, .., a_N)/da_i |_{a_i = mu_i(o_i)} ].
 Discrete actions are made differentiable with the straight-through Gumbel-softmax (the forward pass plays
 an exact one-hot sample of softmax(logits), the backward pass uses the soft sample's gradient).
-The proposal ("Related Work") argues that because the other agents' actions come from the buffer, a buffer
-full of uncooperative play yields no gradient towards cooperation; this script measures that.
+docs/method.md ("Why the usual methods meet the same wall") argues that because the other agents' actions come
+from the buffer, a buffer full of uncooperative play yields no gradient towards cooperation; this script measures
+that.
 
 Paper:    Lowe, Wu, Tamar, Harb, Abbeel, Mordatch (2017), "Multi-Agent Actor-Critic for Mixed
           Cooperative-Competitive Environments".
@@ -53,8 +54,8 @@ class Args:
     """the fields --preset leaves as they are, even at their default value: the flags named on the command line (set
     by the script from sys.argv) or by a benchmark variant; not itself a flag"""
     init_prob: float | None = None
-    """start every agent playing action 0 with this probability (the rest uniform); the proposal's
-    adversarial start is 0.9. Default: uniform"""
+    """start every agent playing action 0 with this probability (the rest uniform); the trap's
+    adversarial start (README.md, "The trap") is 0.9. Default: uniform"""
     actor_lr: float = 1e-2
     """Adam learning rate of the actors"""
     critic_lr: float = 1e-2

@@ -7,7 +7,7 @@ with a centralized critic V(s) (MAPPO) or V(o_i) on each agent's own observation
 all agents), GAE, and value normalization (a running mean and variance of the returns; the critic learns the
 normalized return). PPO changes the step, not the direction: the gradient is still the factored
 sum_i E[ A grad log pi_i(a_i | o_i) ] of algos/ipg.py,
-which the proposal argues leads to the payoff-0 corner of [[0, -5], [-5, 10]] from a start with p, q > 3/4
+which docs/method.md argues leads to the payoff-0 corner of [[0, -5], [-5, 10]] from a start with p, q > 3/4
 (tests/test_mappo_mackrl_jpg.py measures it: from p = q = 0.9, MAPPO and IPPO end there on every seed tried).
 
 Paper:  Yu, Velu, Vinitsky, Gao, Wang, Bayen, Wu (2022), "The Surprising Effectiveness of PPO in Cooperative
@@ -43,8 +43,8 @@ from envs import make_vec_env
 class Args:
     # Algorithm-specific arguments
     init_prob: float | None = None
-    """start every agent playing action 0 with this probability (the rest uniform); the proposal's
-    adversarial start is 0.9. Default: uniform"""
+    """start every agent playing action 0 with this probability (the rest uniform); the trap's
+    adversarial start (README.md, "The trap") is 0.9. Default: uniform"""
     independent_critic: bool = False
     """if toggled, IPPO: the critic sees only each agent's own observation, V(o_i), instead of V(s) (one network,
     shared by the agents, as the actor's torso)"""

@@ -12,7 +12,7 @@ The joint head is exact by default (one logit per joint action, the KL and the e
 --joint-head autoregressive picks one action per agent in turn instead (sum_i |A_i| outputs, the KL and the entropy
 estimated from samples), for games whose joint action space is too large to enumerate.
 
-Method:   the marl-refs proposal "Minimize Mutual Information", described in docs/method.md.
+Method:   this project's own method, "Minimize Mutual Information", described in docs/method.md.
 Run:      python algos/mi_pg.py --lambda-max 5
           python algos/mi_pg.py --env-id climbing --init-prob 0.9
           tensorboard --logdir runs
@@ -44,7 +44,7 @@ class Args:
     # Algorithm-specific arguments
     init_prob: float | None = None
     """start every agent playing action 0 with this probability (the rest uniform), and the joint head
-    at the product of those; the proposal's adversarial start is 0.9. Default: uniform"""
+    at the product of those; the trap's adversarial start (README.md, "The trap") is 0.9. Default: uniform"""
     learning_rate: float | None = None
     """Adam learning rate for all networks. Default: the game's, 1e-2 on the matrix and private-signal games and 5e-3
     on simple_spread (there with --update-epochs 2 and --max-grad-norm 10, MAPPO's settings in algos/mappo.py: one
@@ -84,7 +84,7 @@ class Args:
     alpha_shape: Literal["linear", "cosine"] = "cosine"
     """shape of alpha's ramp"""
     update_epochs: int | None = None
-    """passes over each batch. 1: the proposal's plain policy gradient, one step per batch. More: PPO-style, each
+    """passes over each batch. 1: the method's plain policy gradient, one step per batch. More: PPO-style, each
     pass minimizes the clipped surrogate of pi_mix's probability ratio (--clip-coef) instead, as MAPPO does.
     Default: the game's, 1 on the matrix and private-signal games, 2 on simple_spread"""
     num_minibatches: int = 1
@@ -94,7 +94,7 @@ class Args:
     kl_to_marginals_only: bool = False
     """if toggled, the KL's gradient reaches the marginal heads and the torso they share with the joint head, never the
     joint head's own layers (pi_jt detached inside the KL: the joint head is distilled into the marginals and not
-    pulled towards their product). Default off: the proposal's two-way KL.
+    pulled towards their product). Default off: the method's two-way KL (docs/method.md).
     On the N-agent trap the two-way KL drags the joint head into the trap from N = 4 on (docs/results.md, "MI-PG past
     four agents"); on crossed-signal-climbing the one-way KL lets the joint head learn what the agents cannot carry
     out (8/10 seeds at the optimum, the two-way KL 10/10), and on simple_spread it learns far less (-180 at best
@@ -371,7 +371,8 @@ def gae(rewards: torch.Tensor, values: torch.Tensor, final_value: torch.Tensor, 
 
 
 # The flags whose default depends on the game (None in Args): simple_spread's 125 joint actions and long runs want a
-# smaller entropy bonus and MAPPO's PPO-style updates; the matrix and private-signal games keep the proposal's values.
+# smaller entropy bonus and MAPPO's PPO-style updates; the matrix and private-signal games keep the method's plain
+# policy gradient.
 GAME_DEFAULTS = {"other": {"ent_coef": 0.1, "learning_rate": 1e-2, "update_epochs": 1, "max_grad_norm": 0.5},
                  "mpe": {"ent_coef": 0.01, "learning_rate": 5e-3, "update_epochs": 2, "max_grad_norm": 10.0}}
 
@@ -379,7 +380,7 @@ GAME_DEFAULTS = {"other": {"ent_coef": 0.1, "learning_rate": 1e-2, "update_epoch
 def check_args(args: Args) -> None:
     check_common_args(args)
     game = make_envs(args, 1)  # one copy, for the game's defaults and its episode length
-    # the game's defaults (see each flag's help): the proposal's plain policy gradient on the one-round and private
+    # the game's defaults (see each flag's help): the method's plain policy gradient on the one-round and private
     # games; on simple_spread MAPPO's optimization (PPO-style epochs, its learning rate and gradient clip)
     game_defaults = GAME_DEFAULTS["mpe" if game.family == "mpe" else "other"]
     for field, value in game_defaults.items():
@@ -449,7 +450,7 @@ def train(args: Args) -> dict:
         the entropy bonus."""
         joint_log_probs, prod_log_probs, mix_log_probs = policy(obs, alpha)
         taken_log_probs = mix_log_probs.gather(1, (actions * strides).sum(-1, keepdim=True)).squeeze(1)
-        # the proposal's penalty:  lambda_t * KL(pi_jt(.|s) || prod_i pi_i(.|o_i)), averaged over visited states
+        # the method's penalty:  lambda_t * KL(pi_jt(.|s) || prod_i pi_i(.|o_i)), averaged over visited states
         # (--kl-to-marginals-only: the same value, but pi_jt is a fixed target, as in distillation)
         kl_target = joint_log_probs.detach() if args.kl_to_marginals_only else joint_log_probs
         kl = kl_joint_to_product(kl_target, prod_log_probs).mean()

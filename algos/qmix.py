@@ -8,7 +8,8 @@ where the weights of f_s come from hypernetworks reading the global state s, mad
 absolute value. Monotonicity makes each agent's argmax of its own Q_i an argmax of Q_tot, so the agents
 execute decentralized; it also limits what Q_tot can represent: if Q_tot(1, b) > Q_tot(0, b) for one
 action b of the other agent, then Q_tot(1, b') >= Q_tot(0, b') for every b'. The 2x2 game [[0, -5], [-5, 10]]
-breaks that rule (the proposal's argument), and so does the QTRAN game (Son et al., 2019).
+breaks that rule (docs/method.md, "Why the usual methods meet the same wall"), and so does the QTRAN game
+(Son et al., 2019).
 Trained by one-step Q-learning on Q_tot with target networks for the utilities and the mixer, Double-Q by default
 (each agent's a_i' is the online network's argmax, valued by the target network; --no-double-q: the target's max):
     y = r + gamma * (1 - d) * f^target_s'(Q_1^target(o_1', a_1'), ..., Q_N^target(o_N', a_N')),

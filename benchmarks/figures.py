@@ -39,7 +39,7 @@ from envs import expected_payoff, make_vec_env, resolve_payoff
 FIGURES = {"trap": "trap.png", "schedule": "mi_pg_schedule.png", "climbing": "climbing_curves.png",
            "signal-climbing": "signal_climbing_curves.png", "simple_spread": "simple_spread_curves.png",
            "simple_spread_epymarl": "simple_spread_epymarl_curves.png"}
-TRAP = ("coordination-2x2", 0.9)  # the proposal's game and adversarial start
+TRAP = ("coordination-2x2", 0.9)  # the trap's game and adversarial start (README, "The trap")
 COLORS = {"ipg": "tab:red", "mi_pg": "tab:blue"}
 
 

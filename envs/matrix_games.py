@@ -34,7 +34,7 @@ from pettingzoo import ParallelEnv
 # ---------------------------------------------------------------------------
 # The registered games. Agent 0 indexes the first axis (rows), agent 1 the second.
 # ---------------------------------------------------------------------------
-COORDINATION_2X2 = [[0.0, -5.0], [-5.0, 10.0]]  # the proposal's game; trap at (0, 0)
+COORDINATION_2X2 = [[0.0, -5.0], [-5.0, 10.0]]  # the trap's game (README.md, "The trap"); trap at (0, 0)
 CLIMBING = [[11.0, -30.0, 0.0], [-30.0, 7.0, 6.0], [0.0, 0.0, 5.0]]  # Claus & Boutilier (1998)
 QTRAN_3X3 = [[8.0, -12.0, -12.0], [-12.0, 0.0, 0.0], [-12.0, 0.0, 0.0]]  # Son et al. (2019), Table 1
 

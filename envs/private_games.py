@@ -1,8 +1,9 @@
 """Cooperative matrix games with private signals: a collaborative and a private dimension.
 
-The proposal's test case for MACKRL-style methods (one joint policy on common knowledge, or
-independent policies on private information, never both): every action has a dimension on
-which the agents must coordinate and one that only private information can get right.
+The test case for MACKRL-style methods (one joint policy on common knowledge, or independent
+policies on private information, never both; docs/method.md, "Why the usual methods meet the same
+wall"): every action has a dimension on which the agents must coordinate and one that only private
+information can get right.
 
 The game, for N >= 2 agents, a base cooperative matrix game ``payoff`` (default: the climbing
 game, ``envs.matrix_games.CLIMBING``), K >= 2 signal values, a bonus b > 0 (default 5.0) and

@@ -1,4 +1,4 @@
-"""COMA and MADDPG: the proposal's trap from --init-prob 0.9, their key pieces checked in isolation, and plumbing."""
+"""COMA and MADDPG: the 2x2 trap game from --init-prob 0.9, their key pieces checked in isolation, and plumbing."""
 
 import math
 from pathlib import Path
@@ -27,7 +27,7 @@ SHORT = {"total_timesteps": 8_000, "eval_episodes": 200, "num_evals": 0}
 TRAP_SEEDS = [1, 2, 3, 4, 5]
 
 
-# ============================ the proposal's claim: both stay in the payoff-0 corner ============================
+# ========================== docs/method.md's claim: both stay in the payoff-0 corner ==========================
 def greedy_joint_action(summary: dict) -> tuple[int, ...]:
     return tuple(max(range(len(row)), key=row.__getitem__) for row in (p[0] for p in summary["policy"].values()))
 

@@ -1,8 +1,8 @@
 """Tests of algos/mappo.py, algos/mackrl.py and algos/jpg.py.
 
-Convergence runs use the proposal's adversarial start (--init-prob 0.9) on [[0, -5], [-5, 10]], 5 seeds each, with
-16,384 steps (a quarter of the default budget; all three settle within ~6,000 steps, and the default-length runs
-give the same outcomes: see the helper's report).
+Convergence runs use the trap's adversarial start (README.md, "The trap"; --init-prob 0.9) on [[0, -5], [-5, 10]],
+5 seeds each, with 16,384 steps (a quarter of the default budget; all three settle within ~6,000 steps, and the
+default-length runs give the same outcomes, checked when these tests were written).
 """
 
 import math
@@ -25,7 +25,7 @@ SUMMARY_KEYS = {"algo", "env_id", "seed", "decentralized", "decentralized_return
 
 # ---------------------------------------------------------------- convergence from the adversarial start
 def test_jpg_single_joint_agent_reaches_the_optimum_from_the_trap_start(run_seeds):
-    """The proposal's single joint agent: its gradient on the payoff-10 joint action is always positive."""
+    """The trap's single joint agent (docs/method.md): its gradient on the payoff-10 joint action is always positive."""
     for seed, summary in zip(SEEDS, run_seeds("jpg", SEEDS, init_prob=0.9, **SHORT)):
         assert summary["joint_return_greedy"] == 10.0, seed
         assert summary["joint_return_sampled"] > 9.5, seed

@@ -1,4 +1,4 @@
-"""mi_pg and ipg end to end: the proposal's claims as convergence tests, plus the scripts' contracts."""
+"""mi_pg and ipg end to end: docs/method.md's claims as convergence tests, plus the scripts' contracts."""
 
 import importlib.util
 import json

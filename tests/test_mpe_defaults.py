@@ -1,5 +1,5 @@
 """Game-dependent defaults: mi_pg's entropy bonus and optimization are the game's unless given. The matrix and
-private-signal games keep the proposal's plain policy gradient (one step per batch at learning rate 1e-2, entropy
+private-signal games keep the method's plain policy gradient (one step per batch at learning rate 1e-2, entropy
 0.1); simple_spread, whose 125 joint actions 0.1 holds at uniform and whose long runs stall at one step per batch,
 gets entropy 0.01 and MAPPO's PPO-style updates (2 epochs, learning rate 5e-3, gradient clip 10)."""
 

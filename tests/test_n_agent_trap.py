@@ -100,7 +100,7 @@ def joint_head_escapes(summary) -> bool:
 
 
 def test_two_way_kl_drags_the_joint_head_into_the_trap_at_five_agents(run_many):
-    """N = 5 from p = 0.9, the joint head acting throughout (alpha held at 0), 100 updates: with the proposal's
+    """N = 5 from p = 0.9, the joint head acting throughout (alpha held at 0), 100 updates: with mi_pg's default
     two-way KL the joint head never leaves the trap (measured 0 of 8 seeds: P(optimum) ~1e-11); with the KL's
     gradient on the marginals only, it escapes as jpg does and the marginals follow it (measured 6 of 8 seeds,
     5 of seeds 1-6, each with the decentralized greedy return at the optimum)."""

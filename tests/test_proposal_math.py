@@ -1,4 +1,4 @@
-"""The proposal's analysis, and mi_pg's distribution arithmetic, checked numerically."""
+"""The trap's analysis (docs/method.md), and mi_pg's distribution arithmetic, checked numerically."""
 
 import itertools
 import math
@@ -43,7 +43,7 @@ def test_expected_payoff_is_the_games_mean_reward():
 
 
 def test_factored_gradient_is_minus_15_plus_20q():
-    """The proposal's dJ/dp = -15 + 20 q, with p, q the probabilities of action 0, over a grid of (p, q)."""
+    """The trap's dJ/dp = -15 + 20 q (docs/method.md), p and q the probabilities of action 0, over a grid of (p, q)."""
     for p0, q0 in itertools.product(GRID.tolist(), GRID.tolist()):
         assert factored_gradient(p0, q0) == pytest.approx(-15 + 20 * q0, abs=1e-12)
 

@@ -1,6 +1,6 @@
 """The value-based baselines (iql, vdn, qmix): what they can represent and what they learn in the matrix games.
 
-The proposal's representability argument: a Q_tot that is monotonic in every agent's utility (QMIX, and VDN's
+docs/method.md's representability argument: a Q_tot that is monotonic in every agent's utility (QMIX, and VDN's
 sum as a special case) has the same preference between two actions of agent 1 whatever agent 2 does, so it
 cannot order the cells of [[0, -5], [-5, 10]] as the payoff does (10 > 0 > -5), nor value the 8 of the QTRAN game.
 The convergence tests assert what was measured (seeds 1-8, see the comments), with margin.
