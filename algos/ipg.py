@@ -35,8 +35,8 @@ from envs import make_vec_env
 class Args:
     # Algorithm-specific arguments
     init_prob: float | None = None
-    """start every agent playing action 0 with this probability (the rest uniform), and the joint head
-    at the product of those; the trap's adversarial start (README.md, "The trap") is 0.9. Default: uniform"""
+    """start every agent playing action 0 with this probability (the rest uniform); the trap's adversarial start
+    (README.md, "The trap") is 0.9. Default: uniform"""
     learning_rate: float = 1e-2
     """Adam learning rate for all networks"""
     hidden_size: int = 64

@@ -58,8 +58,9 @@ class Args:
     norm_adv: bool = True
     """if toggled, normalize advantages within each batch"""
     ent_coef: float | None = None
-    """coefficient of the entropy bonus (entropy of the acting mixture policy over all joint actions). Default: the
-    game's. 0.1 on the matrix and private-signal games, not the usual 0.01: at 0.01 the joint head settles on one guess
+    """coefficient of the entropy bonus (entropy of the acting mixture policy over all joint actions; with
+    --joint-head autoregressive, a lower bound of it). Default: the game's. 0.1 on the matrix and private-signal
+    games, not the usual 0.01: at 0.01 the joint head settles on one guess
     of a private signal before it learns to read it (signal-climbing, 10 seeds: mean 16.5 at 0.01, 20.5 at 0.1;
     docs/results.md, "Why mi_pg once missed signal-climbing"). 0.01 on simple_spread: over its 125 joint actions 0.1
     holds the policy at uniform (docs/results.md, "MPE simple_spread")"""
@@ -210,7 +211,7 @@ class DecentralizedActor(nn.Module):
 
 class JointHead(nn.Module):
     """pi_jt(a | s) over all joint actions. It reads the global state s = (o_1, ..., o_N) through the
-    actor's shared torso, so most of its parameters are the decentralized actor's."""
+    actor's shared torso (one torso feeds the marginal heads and this head); its own layers come on top."""
 
     def __init__(self, n_agents: int, action_sizes: list[int], hidden: int, init_prob: float | None):
         super().__init__()
