@@ -6,8 +6,8 @@ the matrix games put the agent's id in its observation) and is trained with PPO'
 with a centralized critic V(s) (MAPPO) or V(o_i) on each agent's own observation (IPPO; one critic network for
 all agents), GAE, and value normalization (a running mean and variance of the returns; the critic learns the
 normalized return). PPO changes the step, not the direction: the gradient is still the factored
-sum_i E[ A grad log pi_i(a_i | o_i) ] of algos/ipg.py,
-which docs/method.md argues leads to the payoff-0 corner of [[0, -5], [-5, 10]] from a start with p, q > 3/4
+sum_i E[ A grad log pi_i(a_i | o_i) ] of algos/ipg.py, which docs/method.md argues leads to the payoff-0 corner of
+[[0, -5], [-5, 10]] from a start with p, q > 3/4
 (tests/test_mappo_mackrl_jpg.py measures it: from p = q = 0.9, MAPPO and IPPO end there on every seed tried).
 
 Paper:  Yu, Velu, Vinitsky, Gao, Wang, Bayen, Wu (2022), "The Surprising Effectiveness of PPO in Cooperative

@@ -60,8 +60,8 @@ class Args:
     ent_coef: float | None = None
     """coefficient of the entropy bonus (entropy of the acting mixture policy over all joint actions; with
     --joint-head autoregressive, a lower bound of it). Default: the game's. 0.1 on the matrix and private-signal
-    games, not the usual 0.01: at 0.01 the joint head settles on one guess
-    of a private signal before it learns to read it (signal-climbing, 10 seeds: mean 16.5 at 0.01, 20.5 at 0.1;
+    games, not the usual 0.01: at 0.01 the joint head settles on one guess of a private signal before it learns to
+    read it (signal-climbing, 10 seeds: mean 16.5 at 0.01, 20.5 at 0.1;
     docs/results.md, "Why mi_pg once missed signal-climbing"). 0.01 on simple_spread: over its 125 joint actions 0.1
     holds the policy at uniform (docs/results.md, "MPE simple_spread")"""
     vf_coef: float = 0.5

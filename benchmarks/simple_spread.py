@@ -55,7 +55,7 @@ ENV_ID = "simple_spread"  # the default game: mpe2's physics; simple_spread_v2 i
 # --env-id simple_spread_v2 simulates (envs/mpe.py). The algorithms this project also has:
 PUBLISHED = {"qmix": (-126.62, 2.96), "vdn": (-131.03, 1.85), "iql": (-132.63, 2.22), "mappo": (-133.54, 3.08),
              "ippo": (-133.86, 3.67), "maddpg": (-141.70, 1.74), "coma": (-204.31, 6.30)}
-IPPO = "mappo:independent_critic=True"  # this project's IPPO: algos/mappo.py with a per-agent critic V(o_i)
+IPPO = "mappo:independent_critic=True"  # this project's IPPO: algos/mappo.py with the critic V(o_i) (--independent-critic)
 
 # The paper's protocol: on-policy methods get 20M env steps, off-policy ones 2M; evaluation every 50k steps.
 ON_POLICY = {"mi_pg", "ipg", "jpg", "mappo", "mackrl", "coma"}
@@ -131,7 +131,7 @@ def published(variant: str) -> tuple[float, float] | None:
     """The paper's number for a row: the script at its defaults or with --preset epymarl, with or without EPyMARL's
     recurrent agent, at the preset's width or at 128 units (use_rnn: True and 128 units are what EPyMARL's own
     record of the paper's hyperparameters, bedc593, gives IQL, VDN and QMIX; docs/algos/iql.md, deviation 8), and
-    IQL's preset at the 2021 files' 64 units (the preset has 128); IPPO: mappo with a per-agent critic."""
+    IQL's preset at the 2021 files' 64 units (the preset has 128); IPPO: mappo with --independent-critic."""
     if variant == IPPO:
         return PUBLISHED["ippo"]
     algo, _, flags = variant.partition(":")
