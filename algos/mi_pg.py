@@ -72,7 +72,7 @@ class Args:
     lambda_max: float = 5.0
     """final weight of KL(pi_jt || prod_i pi_i) in the loss (>= 0)"""
     lambda_start: float = 0.0
-    """fraction of training at which lambda starts rising from 0"""
+    """fraction of training at which lambda starts rising from 0 (1: lambda stays 0 throughout, no KL term)"""
     lambda_end: float = 0.5
     """fraction of training at which lambda reaches --lambda-max"""
     lambda_shape: Literal["linear", "cosine"] = "cosine"
@@ -525,8 +525,9 @@ def train(args: Args) -> dict:
     global_step = 0
     for update in range(1, num_updates + 1):
         log_now = update % log_every == 0 or update == num_updates
-        # the schedules: progress reaches 1 on the last update, so training ends with alpha = 1 (unless
-        # --alpha-start is 1: then alpha stays 0 and the joint head alone acts, as in a joint learner)
+        # the schedules: progress reaches 1 on the last update, so training ends with lambda = --lambda-max and
+        # alpha = 1, unless a ramp starts at 1 and stays at 0 (--alpha-start 1: the joint head alone acts, as in a
+        # joint learner; --lambda-start 1: no KL term)
         progress = update / num_updates
         kl_coef = args.lambda_max * ramp(progress, args.lambda_start, args.lambda_end, args.lambda_shape)
         alpha = ramp(progress, args.alpha_start, args.alpha_end, args.alpha_shape)
@@ -639,7 +640,7 @@ def train(args: Args) -> dict:
         "optimum": envs.optimum,
         "env_steps": global_step,
         "final_kl_joint_to_product": kl.item(),
-        "final_lambda": kl_coef,  # the schedules' last values: --lambda-max, and alpha = 1 (fully decentralized)
+        "final_lambda": kl_coef,  # the schedules' last values: --lambda-max and alpha = 1 unless a ramp starts at 1
         "final_alpha": alpha,
         "wall_time_s": time.time() - start_time,
     }
