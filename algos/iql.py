@@ -443,7 +443,7 @@ def train(args: Args) -> dict:
                         next_q = chosen_q(next_target_qs, next_actions)
                     else:
                         next_q = torch.stack([q.max(-1).values for q in next_target_qs], -1)
-                    # each agent's own TD target from the team reward:  y_i = r + gamma (1 - done) max_a' Q_i^-(o_i', a')
+                    # each agent's own TD target from the team reward: y_i = r + gamma (1 - done) max_a' Q_i^-(o_i', a')
                     td_target = b_rewards.unsqueeze(-1) + args.gamma * (1.0 - b_dones).unsqueeze(-1) * next_q
                 q_taken = chosen_q(current_qs, b_actions)  # (batch, T, N)
                 # loss = E[ (1/N) sum_i (Q_i(o_i, a_i) - y_i)^2 ]: the docstring's sum over agents divided by N, so
@@ -520,12 +520,12 @@ def check_common_args(args) -> None:
         args.total_timesteps = game.default_total_timesteps
     steps_per_update = args.num_envs * game.episode_length
     if args.total_timesteps < steps_per_update:
-        raise ValueError(
-            f"--total-timesteps ({args.total_timesteps}) is less than one update"
-            f" (--num-envs x --episode-length = {steps_per_update})"
-        )
+        raise ValueError(f"--total-timesteps ({args.total_timesteps}) is less than one update"
+                         f" (--num-envs x --episode-length = {steps_per_update})")
     if args.capture_video and not hasattr(game, "record_episodes"):
-        raise ValueError(f"--capture-video draws MPE games only (--env-id simple_spread or simple_spread_v2), not {args.env_id}")
+        raise ValueError(
+            f"--capture-video draws MPE games only (--env-id simple_spread or simple_spread_v2), not {args.env_id}"
+        )
     if args.track:
         try:
             import wandb  # noqa: F401

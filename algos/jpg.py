@@ -299,7 +299,8 @@ def train(args: Args) -> dict:
     }
     if envs.tabular:
         with torch.no_grad():  # matrix games: the learned joint policy, entry t = the table of pi_jt in round t
-            round_state = torch.as_tensor(np.stack([envs.observation_array(t).reshape(-1) for t in range(T)]), device=device)
+            round_state = torch.as_tensor(np.stack([envs.observation_array(t).reshape(-1) for t in range(T)]),
+                                          device=device)
             summary["joint_policy"] = [row.reshape(action_sizes).tolist() for row in actor(round_state).exp()]
     if args.save_model:  # what is deployed here is the one joint actor (there are no per-agent actors)
         torch.save(actor.state_dict(), f"runs/{run_name}/{args.exp_name}.actors.pt")
@@ -327,12 +328,12 @@ def check_common_args(args) -> None:
         args.total_timesteps = game.default_total_timesteps
     steps_per_update = args.num_envs * game.episode_length
     if args.total_timesteps < steps_per_update:
-        raise ValueError(
-            f"--total-timesteps ({args.total_timesteps}) is less than one update"
-            f" (--num-envs x --episode-length = {steps_per_update})"
-        )
+        raise ValueError(f"--total-timesteps ({args.total_timesteps}) is less than one update"
+                         f" (--num-envs x --episode-length = {steps_per_update})")
     if args.capture_video and not hasattr(game, "record_episodes"):
-        raise ValueError(f"--capture-video draws MPE games only (--env-id simple_spread or simple_spread_v2), not {args.env_id}")
+        raise ValueError(
+            f"--capture-video draws MPE games only (--env-id simple_spread or simple_spread_v2), not {args.env_id}"
+        )
     if args.track:
         try:
             import wandb  # noqa: F401

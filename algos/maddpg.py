@@ -3,9 +3,9 @@
 Each agent i has an actor mu_i(o_i) (here: logits over its actions; one torso shared by all agents and
 one head per agent; the matrix games put the agent's id in its observation) and a centralized critic
 Q_i(s, a_1, ..., a_N) that reads the state and every agent's one-hot action. The critics learn off-policy
-from a replay buffer with target networks (soft updates with tau). Actor i follows the deterministic policy gradient through
-its own critic, with the other agents' actions taken from the buffer (--others-actions current: fresh samples of their
-current actors instead, as EPyMARL does):
+from a replay buffer with target networks (soft updates with tau). Actor i follows the deterministic policy gradient
+through its own critic, with the other agents' actions taken from the buffer (--others-actions current: fresh samples of
+their current actors instead, as EPyMARL does):
     grad J(mu_i) = E_{s, a ~ D}[ grad mu_i(o_i) * dQ_i(s, a_1, .., a_i, .., a_N)/da_i |_{a_i = mu_i(o_i)} ].
 Discrete actions are made differentiable with the straight-through Gumbel-softmax (the forward pass plays
 an exact one-hot sample of softmax(logits), the backward pass uses the soft sample's gradient).
@@ -318,7 +318,7 @@ def train(args: Args) -> dict:
     log_every = max(1, num_iterations // 200)
     global_step, critic_loss, actor_loss = 0, None, None
     for iteration in range(1, num_iterations + 1):
-        # ---------------- rollout: one episode in each of the B games, every agent samples its own action ----------------
+        # -------------- rollout: one episode in each of the B games, every agent samples its own action --------------
         episode_obs = torch.zeros((T + 1, B, n_agents, envs.obs_dim), device=device)
         episode_state = torch.zeros((T + 1, B, envs.state_dim), device=device)
         episode_actions = torch.zeros((T, B, n_agents), dtype=torch.long, device=device)
@@ -361,13 +361,14 @@ def train(args: Args) -> dict:
                            for i in range(n_agents)]
             inputs = torch.cat([b_state, *b_actions], -1)
             # L = sum_i L(Q_i),  L(Q_i) = E[(1/2) (Q_i(s, a_1, ..., a_N) - y_i)^2]
-            critic_loss = sum(0.5 * (critics[i](inputs).squeeze(-1) - targets[i]).pow(2).mean() for i in range(n_agents))
+            critic_loss = sum(0.5 * (critics[i](inputs).squeeze(-1) - targets[i]).pow(2).mean()
+                              for i in range(n_agents))
             critic_optimizer.zero_grad()
             critic_loss.backward()
             nn.utils.clip_grad_norm_(critic_params, args.max_grad_norm)
             critic_optimizer.step()
 
-            # ------- actors: ascend Q_i(s, a_1, .., mu_i(o_i), .., a_N), a_-i from the buffer (or current actors) -------
+            # ------ actors: ascend Q_i(s, a_1, .., mu_i(o_i), .., a_N), a_-i from the buffer (or current actors) ------
             logits = actor(b_obs)
             others = b_actions
             if args.others_actions == "current":  # a_-i: fresh samples of the other actors, no gradient through them
@@ -455,12 +456,12 @@ def check_common_args(args) -> None:
         args.total_timesteps = game.default_total_timesteps
     steps_per_update = args.num_envs * game.episode_length
     if args.total_timesteps < steps_per_update:
-        raise ValueError(
-            f"--total-timesteps ({args.total_timesteps}) is less than one update"
-            f" (--num-envs x --episode-length = {steps_per_update})"
-        )
+        raise ValueError(f"--total-timesteps ({args.total_timesteps}) is less than one update"
+                         f" (--num-envs x --episode-length = {steps_per_update})")
     if args.capture_video and not hasattr(game, "record_episodes"):
-        raise ValueError(f"--capture-video draws MPE games only (--env-id simple_spread or simple_spread_v2), not {args.env_id}")
+        raise ValueError(
+            f"--capture-video draws MPE games only (--env-id simple_spread or simple_spread_v2), not {args.env_id}"
+        )
     if args.track:
         try:
             import wandb  # noqa: F401

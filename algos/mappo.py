@@ -395,8 +395,8 @@ def train(args: Args) -> dict:
         if update in eval_at:  # the last evaluation is the summary's
             greedy_return = evaluator(global_step, writer)["decentralized_return_greedy"]
             if not args.quiet:
-                print(f"update {update}/{num_updates}  step {global_step}  return {reward_buf.sum(0).mean():.2f}"
-                      f"  greedy decentralized {greedy_return:.2f}  SPS {int(global_step / (time.time() - start_time))}")
+                print(f"update {update}/{num_updates}  step {global_step}  return {reward_buf.sum(0).mean():.2f}  "
+                      f"greedy decentralized {greedy_return:.2f}  SPS {int(global_step / (time.time() - start_time))}")
 
     # ============================ evaluation and summary ============================
     evaluator(global_step, writer)
@@ -444,12 +444,12 @@ def check_common_args(args) -> None:
         args.total_timesteps = game.default_total_timesteps
     steps_per_update = args.num_envs * game.episode_length
     if args.total_timesteps < steps_per_update:
-        raise ValueError(
-            f"--total-timesteps ({args.total_timesteps}) is less than one update"
-            f" (--num-envs x --episode-length = {steps_per_update})"
-        )
+        raise ValueError(f"--total-timesteps ({args.total_timesteps}) is less than one update"
+                         f" (--num-envs x --episode-length = {steps_per_update})")
     if args.capture_video and not hasattr(game, "record_episodes"):
-        raise ValueError(f"--capture-video draws MPE games only (--env-id simple_spread or simple_spread_v2), not {args.env_id}")
+        raise ValueError(
+            f"--capture-video draws MPE games only (--env-id simple_spread or simple_spread_v2), not {args.env_id}"
+        )
     if args.track:
         try:
             import wandb  # noqa: F401

@@ -263,7 +263,8 @@ class AutoregressiveJointHead(nn.Module):
     @torch.no_grad()
     def sample(self, features: torch.Tensor, greedy: bool = False) -> torch.Tensor:
         """Joint actions (B, N), agent by agent. greedy: each agent takes the argmax of its conditional given the
-        actions already chosen, an approximation of the joint argmax (exact when pi_jt is a product or deterministic)."""
+        actions already chosen, an approximation of the joint argmax (exact when pi_jt is a product or
+        deterministic)."""
         context = self.state(features.flatten(1))
         actions = torch.zeros(len(features), len(self.action_sizes), dtype=torch.long, device=features.device)
         for i in range(len(self.action_sizes)):
@@ -322,9 +323,8 @@ def sampled_kl(joint_log_prob: torch.Tensor, product_log_prob: torch.Tensor) -> 
 def total_correlation(joint_log_probs: torch.Tensor, action_sizes: list[int]) -> torch.Tensor:
     """KL(pi_jt || prod_i m_i), m_i the marginals of pi_jt itself: how far pi_jt is from any product policy."""
     table = joint_log_probs.reshape([-1] + action_sizes)
-    own_marginals = [
-        torch.logsumexp(table, dim=[1 + j for j in range(len(action_sizes)) if j != i]) for i in range(len(action_sizes))
-    ]
+    own_marginals = [torch.logsumexp(table, dim=[1 + j for j in range(len(action_sizes)) if j != i])
+                     for i in range(len(action_sizes))]
     return kl_joint_to_product(joint_log_probs, product_log_probs(own_marginals))
 
 
@@ -462,7 +462,8 @@ def train(args: Args) -> dict:
     # --joint-head autoregressive: the same three distributions, never as tables over the joint actions
     def act_autoregressive(obs: torch.Tensor, alpha: float) -> tuple[torch.Tensor, torch.Tensor]:
         """a ~ pi_mix(.|s): each game tosses a coin and samples from prod_i pi_i with probability alpha, from pi_jt
-        otherwise. Returns a (B, N) and log pi_mix(a|s) (B,), which needs only log pi_jt(a|s) and log prod_i pi_i(a_i)."""
+        otherwise. Returns a (B, N) and log pi_mix(a|s) (B,), which needs only log pi_jt(a|s) and log
+        prod_i pi_i(a_i)."""
         features = actor.torso(obs)
         marginals = actor.marginal_log_probs(features)
         from_product = torch.rand(len(obs), device=obs.device) < alpha
@@ -514,7 +515,8 @@ def train(args: Args) -> dict:
     B = args.num_envs
     obs_buf = torch.zeros((T, B, n_agents, envs.obs_dim), device=device)
     state_buf = torch.zeros((T, B, envs.state_dim), device=device)
-    action_buf = torch.zeros((T, B, n_agents), dtype=torch.long, device=device)  # the joint action, one column per agent
+    # the joint action, one column per agent
+    action_buf = torch.zeros((T, B, n_agents), dtype=torch.long, device=device)
     reward_buf = torch.zeros((T, B), device=device)
     value_buf = torch.zeros((T, B), device=device)
     log_prob_buf = torch.zeros((T, B), device=device)  # log pi_mix(a_t | s_t) of the policy that acted
@@ -650,7 +652,8 @@ def train(args: Args) -> dict:
             summary["policy"] = {
                 agent: log_probs.exp().tolist() for agent, log_probs in zip(envs.possible_agents, actor(round_obs))
             }
-            summary["joint_policy"] = [row.reshape(action_sizes).tolist() for row in joint_head(actor.torso(round_obs)).exp()]
+            summary["joint_policy"] = [row.reshape(action_sizes).tolist()
+                                       for row in joint_head(actor.torso(round_obs)).exp()]
     if args.save_model:
         torch.save(actor.state_dict(), f"runs/{run_name}/{args.exp_name}.actors.pt")
     return finish_run(args, run_name, writer, summary, evaluator)
@@ -677,12 +680,12 @@ def check_common_args(args) -> None:
         args.total_timesteps = game.default_total_timesteps
     steps_per_update = args.num_envs * game.episode_length
     if args.total_timesteps < steps_per_update:
-        raise ValueError(
-            f"--total-timesteps ({args.total_timesteps}) is less than one update"
-            f" (--num-envs x --episode-length = {steps_per_update})"
-        )
+        raise ValueError(f"--total-timesteps ({args.total_timesteps}) is less than one update"
+                         f" (--num-envs x --episode-length = {steps_per_update})")
     if args.capture_video and not hasattr(game, "record_episodes"):
-        raise ValueError(f"--capture-video draws MPE games only (--env-id simple_spread or simple_spread_v2), not {args.env_id}")
+        raise ValueError(
+            f"--capture-video draws MPE games only (--env-id simple_spread or simple_spread_v2), not {args.env_id}"
+        )
     if args.track:
         try:
             import wandb  # noqa: F401

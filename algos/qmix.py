@@ -429,7 +429,8 @@ def train(args: Args) -> dict:
     target_network = DecentralizedQNetwork(envs.obs_dim, action_sizes, args.hidden_size, args.obs_agent_id,
                                            args.recurrent).to(device)
     target_network.load_state_dict(q_network.state_dict())
-    mixer = QMixer(n_agents, envs.state_dim, args.mixing_embed_dim, args.hypernet_layers, args.hypernet_embed).to(device)
+    mixer = QMixer(n_agents, envs.state_dim, args.mixing_embed_dim, args.hypernet_layers,
+                   args.hypernet_embed).to(device)
     target_mixer = copy.deepcopy(mixer)
     params = [*q_network.parameters(), *mixer.parameters()]
     optimizer = torch.optim.Adam(params, lr=args.learning_rate)
@@ -527,8 +528,9 @@ def train(args: Args) -> dict:
                         next_q = chosen_q(next_target_qs, next_actions)
                     else:
                         next_q = torch.stack([q.max(-1).values for q in next_target_qs], -1)
-                    # y = r + gamma (1 - done) f^-_s'(Q_1^-(o_1', a_1'), ..., Q_N^-(o_N', a_N')), a_i' = argmax Q_i(o_i', .)
-                    # of the online network (Double-Q, the default); with --no-double-q a_i' = argmax Q_i^-(o_i', .),
+                    # y = r + gamma (1 - done) f^-_s'(Q_1^-(o_1', a_1'), ..., Q_N^-(o_N', a_N')),
+                    # a_i' = argmax Q_i(o_i', .) of the online network (Double-Q, the default);
+                    # with --no-double-q a_i' = argmax Q_i^-(o_i', .),
                     # i.e. f^- of the agents' maxima, which is the max of the target Q_tot (f is monotonic)
                     td_target = b_rewards + args.gamma * (1.0 - b_dones) * target_mixer(next_q, b_states[:, 1:])
                 # Q_tot(s, a) = f_s(Q_1(o_1, a_1), ..., Q_N(o_N, a_N))
@@ -607,12 +609,12 @@ def check_common_args(args) -> None:
         args.total_timesteps = game.default_total_timesteps
     steps_per_update = args.num_envs * game.episode_length
     if args.total_timesteps < steps_per_update:
-        raise ValueError(
-            f"--total-timesteps ({args.total_timesteps}) is less than one update"
-            f" (--num-envs x --episode-length = {steps_per_update})"
-        )
+        raise ValueError(f"--total-timesteps ({args.total_timesteps}) is less than one update"
+                         f" (--num-envs x --episode-length = {steps_per_update})")
     if args.capture_video and not hasattr(game, "record_episodes"):
-        raise ValueError(f"--capture-video draws MPE games only (--env-id simple_spread or simple_spread_v2), not {args.env_id}")
+        raise ValueError(
+            f"--capture-video draws MPE games only (--env-id simple_spread or simple_spread_v2), not {args.env_id}"
+        )
     if args.track:
         try:
             import wandb  # noqa: F401

@@ -263,7 +263,8 @@ def train(args: Args) -> dict:
     global_step, grad_step = 0, 0
     for iteration in range(1, num_iterations + 1):
         # ---------------- rollout: B episodes, epsilon-greedy on each agent's own utility ----------------
-        epsilon = linear_schedule(args.start_e, args.end_e, args.exploration_fraction * args.total_timesteps, global_step)
+        epsilon = linear_schedule(args.start_e, args.end_e, args.exploration_fraction * args.total_timesteps,
+                                  global_step)
         slots = (buffer_pos + torch.arange(B, device=device)) % C  # the oldest episodes are overwritten
         episode_return = torch.zeros(B, device=device)
         obs, state = envs.reset()
@@ -280,7 +281,8 @@ def train(args: Args) -> dict:
 
         for _ in range(args.gradient_steps):
             idx = torch.randint(buffer_len, (args.batch_size,), device=device)
-            b_obs, b_state, b_actions, b_rewards = obs_buf[idx, :T], state_buf[idx, :T], action_buf[idx], reward_buf[idx]
+            b_obs, b_state, b_actions, b_rewards = (obs_buf[idx, :T], state_buf[idx, :T], action_buf[idx],
+                                                    reward_buf[idx])
             next_obs, next_state = obs_buf[idx, 1:], state_buf[idx, 1:]
 
             # ---------------- L_td: Q_jt regresses on targets at the greedy decentralized action ----------------
@@ -384,12 +386,12 @@ def check_common_args(args) -> None:
         args.total_timesteps = game.default_total_timesteps
     steps_per_update = args.num_envs * game.episode_length
     if args.total_timesteps < steps_per_update:
-        raise ValueError(
-            f"--total-timesteps ({args.total_timesteps}) is less than one update"
-            f" (--num-envs x --episode-length = {steps_per_update})"
-        )
+        raise ValueError(f"--total-timesteps ({args.total_timesteps}) is less than one update"
+                         f" (--num-envs x --episode-length = {steps_per_update})")
     if args.capture_video and not hasattr(game, "record_episodes"):
-        raise ValueError(f"--capture-video draws MPE games only (--env-id simple_spread or simple_spread_v2), not {args.env_id}")
+        raise ValueError(
+            f"--capture-video draws MPE games only (--env-id simple_spread or simple_spread_v2), not {args.env_id}"
+        )
     if args.track:
         try:
             import wandb  # noqa: F401

@@ -543,12 +543,12 @@ def check_common_args(args) -> None:
         args.total_timesteps = game.default_total_timesteps
     steps_per_update = args.num_envs * game.episode_length
     if args.total_timesteps < steps_per_update:
-        raise ValueError(
-            f"--total-timesteps ({args.total_timesteps}) is less than one update"
-            f" (--num-envs x --episode-length = {steps_per_update})"
-        )
+        raise ValueError(f"--total-timesteps ({args.total_timesteps}) is less than one update"
+                         f" (--num-envs x --episode-length = {steps_per_update})")
     if args.capture_video and not hasattr(game, "record_episodes"):
-        raise ValueError(f"--capture-video draws MPE games only (--env-id simple_spread or simple_spread_v2), not {args.env_id}")
+        raise ValueError(
+            f"--capture-video draws MPE games only (--env-id simple_spread or simple_spread_v2), not {args.env_id}"
+        )
     if args.track:
         try:
             import wandb  # noqa: F401

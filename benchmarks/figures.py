@@ -6,8 +6,10 @@
     climbing_curves.png every script in algos/ on climbing (uniform start, defaults): training return over seeds
     signal_climbing_curves.png   the same on the private-signal game signal-climbing
     simple_spread_curves.png     MPE simple_spread: every script's greedy evaluation return over training, from the
-                                 runs of benchmarks/simple_spread.py (benchmarks/results/simple_spread.json; run it first)
-    simple_spread_epymarl_curves.png   the same for the 20M-step runs of `benchmarks/simple_spread.py --protocol epymarl`
+                                 runs of benchmarks/simple_spread.py
+                                 (benchmarks/results/simple_spread.json; run it first)
+    simple_spread_epymarl_curves.png   the same for the 20M-step runs of
+                                 `benchmarks/simple_spread.py --protocol epymarl`
                                  (benchmarks/results/simple_spread_epymarl.json)
 
     python benchmarks/figures.py                      # all six, into benchmarks/figures/ (~2 min on 2 cores)
@@ -271,7 +273,8 @@ def main():
         plot_curves(curves, reference, "simple_spread (MPE), 20M env steps (the paper's on-policy budget): greedy "
                     "evaluation return of the executed policy (* variants: simple_spread_epymarl.md)",
                     out / FIGURES["simple_spread_epymarl"], "evaluation return")
-    print(f"wrote {', '.join(sorted(p.name for p in out.glob('*.png')))} to {out} in {time.perf_counter() - started:.0f} s")
+    print(f"wrote {', '.join(sorted(p.name for p in out.glob('*.png')))} to {out} in "
+          f"{time.perf_counter() - started:.0f} s")
 
 
 if __name__ == "__main__":

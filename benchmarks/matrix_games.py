@@ -2,7 +2,8 @@
 
 Prints a Markdown table and writes it (with the raw per-seed numbers as JSON) to benchmarks/results/:
 mean ± std and min decentralized greedy return, seeds at the optimum, env steps per run, median wall
-seconds per run (training and evaluation, in-process), and the end-to-end seconds of one `python algos/<algo>.py` (torch import included).
+seconds per run (training and evaluation, in-process), and the end-to-end seconds of one `python algos/<algo>.py`
+(torch import included).
 
     python benchmarks/matrix_games.py                          # everything (the README's table)
     python benchmarks/matrix_games.py --algos mi_pg ipg --seeds 3 --out /tmp/mine
@@ -97,8 +98,8 @@ def overview(results: list[dict], algos: list[str]) -> str:
 
 def table(results: list[dict], algos: list[str], cli: dict[str, float]) -> str:
     lines = [
-        ("| algorithm | game | start | return (mean ± std) | min return | seeds at optimum | env steps | median s / run "
-        "| env steps/s | s from shell |"),
+        ("| algorithm | game | start | return (mean ± std) | min return | seeds at optimum | env steps "
+        "| median s / run | env steps/s | s from shell |"),
         "|---|---|---|---|---|---|---|---|---|---|",
     ]
     for spec in algos:
@@ -113,7 +114,8 @@ def table(results: list[dict], algos: list[str], cli: dict[str, float]) -> str:
                 hits = sum(at_optimum(x, optimum, env_id) for x in returns)
                 wall = statistics.median(r["summary"]["wall_time_s"] for r in runs)
                 sps = statistics.median(r["summary"]["env_steps"] / r["summary"]["wall_time_s"] for r in runs)
-                shell = f"{cli[spec]:.1f}" if spec in cli and env_id == "coordination-2x2" and start == "uniform" else ""
+                shell = (f"{cli[spec]:.1f}" if spec in cli and env_id == "coordination-2x2" and start == "uniform"
+                         else "")
                 spread = statistics.stdev(returns) if len(returns) > 1 else 0.0
                 steps = runs[0]["summary"]["env_steps"]
                 lines.append(f"| {spec} | {env_id} | {start} | {statistics.mean(returns):.2f} ± {spread:.2f}{note} | "
@@ -131,7 +133,8 @@ def main():
     parser.add_argument("--starts", nargs="+", default=list(STARTS), choices=list(STARTS))
     parser.add_argument("--seeds", type=int, default=10, help="seeds 1..N")
     parser.add_argument("--episode-length", type=int, default=None, help="passed to every run (default: 1)")
-    parser.add_argument("--total-timesteps", type=int, default=None, help="passed to every run (default: each script's)")
+    parser.add_argument("--total-timesteps", type=int, default=None,
+                        help="passed to every run (default: each script's)")
     parser.add_argument("--report-only", action="store_true",
                         help="rebuild the Markdown tables from the saved JSON (--out) without running anything")
     parser.add_argument("--out", default=str(ROOT / "benchmarks" / "results" / "matrix_games"),

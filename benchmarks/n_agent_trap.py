@@ -10,7 +10,8 @@ Two parts, each writing to benchmarks/results/ (the runs as JSON, saved as they 
     python benchmarks/n_agent_trap.py scale --agents 2 3 4 5 --actions 3 --seeds 10 --add
     python benchmarks/n_agent_trap.py diagnose --report-only     # redraw the figure from the saved runs
     python benchmarks/n_agent_trap.py scale --algos mi_pg:joint_head=autoregressive --seeds 3 --add
-    python benchmarks/n_agent_trap.py scale --algos "mi_pg:joint_head=exact,lambda_max=0,alpha_start=1.0,alpha_end=1.0" \
+    python benchmarks/n_agent_trap.py scale \
+        --algos "mi_pg:joint_head=exact,lambda_max=0,alpha_start=1.0,alpha_end=1.0" \
         "mi_pg:joint_head=autoregressive,lambda_max=0,alpha_start=1.0,alpha_end=1.0" --agents 2 3 --starts p=0.9 \
         --seeds 5 --policy joint --out benchmarks/results/n_agent_trap_joint_learner
                                                    # either head alone as a joint learner (no KL, alpha held at 0
@@ -146,7 +147,8 @@ def diagnosis_numbers(runs: list[dict]) -> str:
     """The numbers the docs quote: per run, the executed return, the joint head's P(a*) at a few steps, when the
     product first passes 0.5, and (mi_pg) the weighted pulls lambda_t ‖∇KL‖ and c_H ‖∇H‖ on the joint head."""
     header = ("| variant | seed | executed return | joint head P(a*) at 1.3k / 2.6k / 6.4k / 64k steps "
-              "| product P(a*) > 0.5 from step | pulls on the joint head, lambda_t ‖∇KL‖ : c_H ‖∇H‖, at 2.6k / 6.4k steps |")
+              "| product P(a*) > 0.5 from step "
+              "| pulls on the joint head, lambda_t ‖∇KL‖ : c_H ‖∇H‖, at 2.6k / 6.4k steps |")
     lines = [header, "|---|---|---|---|---|---|"]
     for run in runs:
         steps, probs = curve(run, "charts/joint_prob_of_best")
@@ -191,7 +193,8 @@ def plot_diagnosis(runs: list[dict], path: Path) -> None:
             axes[2].plot(steps, kl, color="tab:red", lw=1, label="lambda_t ‖∇KL‖ (default)" if first else None)
             axes[2].plot(steps, ent, color="tab:orange", lw=1, label="c_H ‖∇H‖" if first else None)
             axes[2].plot(steps, pg, color="tab:purple", lw=1, label="‖∇ policy loss‖" if first else None)
-    for ax, title in zip(axes, ["joint head: P(optimal joint action)", "product of the marginals: P(optimal joint action)",
+    for ax, title in zip(axes, ["joint head: P(optimal joint action)",
+                                "product of the marginals: P(optimal joint action)",
                                 "mi_pg (default): pulls on the joint head's parameters"]):
         ax.set_yscale("log")
         ax.set_xlabel("env steps")
@@ -309,13 +312,15 @@ def cost(args, parser) -> None:
                     continue  # the table says why the cell is empty
                 job = make_job(f"mi_pg:joint_head={head}", args.game, 1, "uniform", None,
                                {"num_agents": n, **game["flags"], "total_timesteps": args.total_timesteps})
-                with ProcessPoolExecutor(1, mp_context=multiprocessing.get_context("spawn")) as fresh:  # a new process: its own peak memory
+                # a new process: its own peak memory
+                with ProcessPoolExecutor(1, mp_context=multiprocessing.get_context("spawn")) as fresh:
                     record = fresh.submit(cost_one, job).result()
                 record.pop("read_scalars", None)
                 runs.append(record)
                 path.write_text(json.dumps({"runs": runs}, indent=1))
-                print(f"N = {n:2d} {head:14s} {record['summary']['wall_time_s']:6.1f} s  peak {record['peak_rss_mb']:6.0f}"
-                      f" MB (run {record['run_rss_mb']:+.0f} MB)  head {record['head_params']:,} parameters", flush=True)
+                print(f"N = {n:2d} {head:14s} {record['summary']['wall_time_s']:6.1f} s  "
+                      f"peak {record['peak_rss_mb']:6.0f} MB (run {record['run_rss_mb']:+.0f} MB)  "
+                      f"head {record['head_params']:,} parameters", flush=True)
     markdown = cost_report(runs) + "\n"
     print(markdown)
     path.with_suffix(".md").write_text(markdown)

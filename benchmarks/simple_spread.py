@@ -8,9 +8,10 @@ collisions counted in the same episodes). The JSON keeps each run's summary, eva
 benchmarks/figures.py plots.
 
     python benchmarks/simple_spread.py                         # every script x 3 seeds at the defaults (2M steps)
-    python benchmarks/simple_spread.py --protocol epymarl      # the paper's budgets: 20M on-policy, 2M off-policy, 5 seeds
-                                                               # (and iql, vdn, qmix, maddpg, coma with --preset epymarl),
-                                                               # on the paper's physics (simple_spread_v2)
+    python benchmarks/simple_spread.py --protocol epymarl      # the paper's budgets: 20M on-policy, 2M off-policy,
+                                                               # 5 seeds (and iql, vdn, qmix, maddpg, coma with
+                                                               # --preset epymarl), on the paper's physics
+                                                               # (simple_spread_v2)
     python benchmarks/simple_spread.py --algos mi_pg ipg --seeds 2 --total-timesteps 500000
     python benchmarks/simple_spread.py --protocol epymarl --env-id simple_spread   # the same on mpe2's physics
     python benchmarks/simple_spread.py --report-only           # rebuild the Markdown from the JSON
@@ -55,7 +56,8 @@ ENV_ID = "simple_spread"  # the default game: mpe2's physics; simple_spread_v2 i
 # --env-id simple_spread_v2 simulates (envs/mpe.py). The algorithms this project also has:
 PUBLISHED = {"qmix": (-126.62, 2.96), "vdn": (-131.03, 1.85), "iql": (-132.63, 2.22), "mappo": (-133.54, 3.08),
              "ippo": (-133.86, 3.67), "maddpg": (-141.70, 1.74), "coma": (-204.31, 6.30)}
-IPPO = "mappo:independent_critic=True"  # this project's IPPO: algos/mappo.py with the critic V(o_i) (--independent-critic)
+# this project's IPPO: algos/mappo.py with the critic V(o_i) (--independent-critic)
+IPPO = "mappo:independent_critic=True"
 
 # The paper's protocol: on-policy methods get 20M env steps, off-policy ones 2M; evaluation every 50k steps.
 ON_POLICY = {"mi_pg", "ipg", "jpg", "mappo", "mackrl", "coma"}
@@ -149,8 +151,8 @@ def cell(runs: list[dict], key: str, best: bool) -> str:
 def table(results: list[dict], algos: list[str]) -> str:
     """One row per variant: returns as mean ± 95% CI over seeds, the maximum over training (the paper's measure)
     and the final evaluation, on our scale and on the paper's."""
-    lines = [("| algorithm | game | env steps | seeds | greedy, max (final) | sampled, max (final) | EPyMARL scale: greedy "
-              "max | sampled max | published | colliding pair-steps | s / run | env steps/s |"),
+    lines = [("| algorithm | game | env steps | seeds | greedy, max (final) | sampled, max (final) "
+              "| EPyMARL scale: greedy max | sampled max | published | colliding pair-steps | s / run | env steps/s |"),
              "|---|---|---|---|---|---|---|---|---|---|---|---|"]
     for algo, env_id in dict.fromkeys((r["algo"], r["env_id"]) for r in results if r["algo"] in algos):
         runs = [r["summary"] for r in results if (r["algo"], r["env_id"]) == (algo, env_id)]
@@ -172,11 +174,12 @@ def report(saved: dict) -> str:
     results, speed, algos = saved["runs"], saved["speed"], list(dict.fromkeys(r["algo"] for r in saved["runs"]))
     seeds = sorted({r["seed"] for r in results})
     parts = [(f"simple_spread, seeds {seeds[0]}-{seeds[-1]}, {saved.get('protocol_text', '')}: the executed policy "
-              f"(decentralized; jpg: joint) evaluated on {EVAL_EPISODES} episodes every {EVAL_INTERVAL:,} env steps and "
-              f"at the end, greedy and sampled. Each cell: mean ± 95% CI over seeds (Student's t) of the maximum over "
-              f"training (the EPyMARL paper's measure) and, in brackets, of the final evaluation. Our scale: the team "
-              f"reward summed over the episode (reference policies on the 3-agent game: uniform random {saved['reference']['random']:.1f}, "
-              f"always no-op {saved['reference']['noop']:.1f}); EPyMARL scale: the paper's return of the same "
+              f"(decentralized; jpg: joint) evaluated on {EVAL_EPISODES} episodes every {EVAL_INTERVAL:,} env steps "
+              f"and at the end, greedy and sampled. Each cell: mean ± 95% CI over seeds (Student's t) of the maximum "
+              f"over training (the EPyMARL paper's measure) and, in brackets, of the final evaluation. Our scale: the "
+              f"team reward summed over the episode (reference policies on the 3-agent game: uniform random "
+              f"{saved['reference']['random']:.1f}, always no-op {saved['reference']['noop']:.1f}); "
+              f"EPyMARL scale: the paper's return of the same "
               f"episodes, 3 G - 75 - 2 C with C the colliding pair-steps (envs/mpe.py; N G - 25 N - 2 C in a row with "
               f"num_agents=N, N agents and N landmarks, which has no published number). Published: Papoudakis et al. "
               f"(2021), Table 3, Spread, parameter sharing, maximum returns, mean ± 95% CI over 5 seeds, 2M env steps "
@@ -196,8 +199,8 @@ def report(saved: dict) -> str:
     heads = head_parameters()
     cost = (f"mi_pg {sps['mi_pg']:,.0f} vs ipg {sps['ipg']:,.0f} env steps/s (training and evaluation, one update "
             "per batch for both), " if len(sps) == 2 else "")
-    parts.append(f"The joint head of the 3-agent game (125 joint actions): {cost}output layer {heads['joint_head']:,} parameters "
-                 f"vs {heads['marginal_heads']:,} for the three marginal heads.")
+    parts.append(f"The joint head of the 3-agent game (125 joint actions): {cost}output layer {heads['joint_head']:,} "
+                 f"parameters vs {heads['marginal_heads']:,} for the three marginal heads.")
     parts.append(f"\n{saved['footer']}\n")
     return "\n".join(parts)
 
@@ -209,7 +212,8 @@ def reference_returns(episodes: int = 1000) -> dict[str, float]:
         env.reset()
         total = torch.zeros(episodes)
         for _ in range(env.episode_length):
-            actions = torch.randint(5, (episodes, 3)) if name == "random" else torch.zeros(episodes, 3, dtype=torch.long)
+            actions = (torch.randint(5, (episodes, 3)) if name == "random"
+                       else torch.zeros(episodes, 3, dtype=torch.long))
             total += env.step(actions)[2]
         returns[name] = total.mean().item()
     return returns
@@ -226,9 +230,9 @@ def main():
     parser.add_argument("--total-timesteps", type=int, default=None,
                         help="env steps of every run (default: the protocol's budget)")
     parser.add_argument("--env-id", choices=MPE_ENV_IDS, default=None,
-                        help="the game: simple_spread (mpe2's physics) or simple_spread_v2 (the original MPE's, on which "
-                             "the paper measured; envs/mpe.py); default: the protocol's, simple_spread under the "
-                             "defaults and simple_spread_v2 under epymarl")
+                        help="the game: simple_spread (mpe2's physics) or simple_spread_v2 (the original MPE's, on "
+                             "which the paper measured; envs/mpe.py); default: the protocol's, simple_spread under "
+                             "the defaults and simple_spread_v2 under epymarl")
     parser.add_argument("--report-only", action="store_true", help="rebuild the Markdown from the saved JSON")
     parser.add_argument("--out", default=None,
                         help="results path without suffix: OUT.json (every run, saved as it finishes) and OUT.md "

@@ -202,7 +202,8 @@ def metrics_list(relpath: str) -> str:
     for tag in logged_tags(relpath):
         description = descriptions.get(f"{script}:{tag}") or descriptions.get(tag)
         if not description:
-            raise LookupError(f"the tag `{tag}` has no description in docs/metrics.yml (key `{tag}` or `{script}:{tag}`)")
+            raise LookupError(f"the tag `{tag}` has no description in docs/metrics.yml "
+                              f"(key `{tag}` or `{script}:{tag}`)")
         lines.append(f"- `{tag}`: {' '.join(description.split())}")
     names = evaluator_names(relpath)
     if names:

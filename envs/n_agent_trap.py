@@ -44,8 +44,9 @@ def n_agent_trap_payoff(num_agents: int | None = None, num_actions: int | None =
             raise ValueError(f"{flag} must be an integer >= 2 for --env-id {ENV_ID}, got {value!r}")
     if num_actions**num_agents > MAX_JOINT_ACTIONS:
         raise ValueError(
-            f"--num-agents {num_agents} with --num-actions {num_actions} gives {num_actions}^{num_agents} joint actions;"
-            f" the exact joint heads hold at most {MAX_JOINT_ACTIONS} (2^16): lower --num-agents or --num-actions"
+            f"--num-agents {num_agents} with --num-actions {num_actions} gives {num_actions}^{num_agents} joint"
+            f" actions; the exact joint heads hold at most {MAX_JOINT_ACTIONS} (2^16): lower --num-agents"
+            f" or --num-actions"
         )
     payoff = np.full((num_actions,) * num_agents, OTHERWISE)
     payoff[(1,) * num_agents] = ALL_ONE

@@ -58,8 +58,9 @@ TIME_LIMITS = "test_time_limits.py"
 def saves(script: str, network: str, deployed: str = "actor", bug: str = "", name: str = "") -> Mutation:
     """--save-model writes `network` instead of the deployed one: caught by the reload-and-reproduce test."""
     line = 'torch.save({}.state_dict(), f"runs/{{run_name}}/{{args.exp_name}}.actors.pt")'
-    return Mutation(f"{script}-saves-{name or network.replace('_', '-')}", script, bug or f"--save-model saves {network}",
-                    line.format(deployed), line.format(network), saved_test(script))
+    return Mutation(f"{script}-saves-{name or network.replace('_', '-')}", script,
+                    bug or f"--save-model saves {network}", line.format(deployed), line.format(network),
+                    saved_test(script))
 
 
 def saved_test(script: str) -> tuple[str, ...]:
@@ -100,7 +101,8 @@ def agent_id_ignored(script: str) -> Mutation:
 
 def agent_id_zeroed(script: str) -> Mutation:
     return Mutation(f"{script}-agent-id-zeroed", script, "the one-hot ids appended as zeros: the agents look alike",
-                    "ids = torch.eye(self.n_agents, device=obs.device)", "ids = torch.zeros(self.n_agents, self.n_agents)",
+                    "ids = torch.eye(self.n_agents, device=obs.device)",
+                    "ids = torch.zeros(self.n_agents, self.n_agents)",
                     T("test_replay_options.py", f"test_obs_agent_id_is_one_network_reading_the_agents_id[{script}]"))
 
 
@@ -113,7 +115,8 @@ def recurrent_ignored(script: str) -> Mutation:
 
 def memory_not_carried(script: str) -> Mutation:
     return Mutation(f"{script}-memory-not-carried", script, "acting agents forget their memory at every step",
-                    "qs, self.memory = self.network.step(obs, self.memory)", "qs, _ = self.network.step(obs, self.memory)",
+                    "qs, self.memory = self.network.step(obs, self.memory)",
+                    "qs, _ = self.network.step(obs, self.memory)",
                     T("test_replay_options.py", f"test_recurrent_agents_act_as_training_unrolls_them[{script}]"))
 
 
@@ -154,8 +157,10 @@ def rewards_not_standardized(script: str) -> Mutation:
 
 
 def final_value_dropped(script: str) -> Mutation:
-    return Mutation(f"{script}-time-limit-not-bootstrapped", script, "a time limit treated as a real end (final value 0)",
-                    "final_value = critic(state).squeeze(-1) if envs.ends_by_time_limit else torch.zeros(B, device=device)",
+    return Mutation(f"{script}-time-limit-not-bootstrapped", script,
+                    "a time limit treated as a real end (final value 0)",
+                    ("final_value = critic(state).squeeze(-1) if envs.ends_by_time_limit "
+                     "else torch.zeros(B, device=device)"),
                     "final_value = torch.zeros(B, device=device)",
                     T(TIME_LIMITS, f"test_policy_gradient_bootstraps_only_at_a_time_limit[time_limit-{script}]"))
 
@@ -180,7 +185,8 @@ def command_line_names_nothing(script: str) -> Mutation:
     return Mutation(f"{script}-command-line-names-nothing", script,
                     "the script never tells --preset which flags the command line named",
                     "cli_args.preset_keeps = flags_given(sys.argv[1:])", "cli_args.preset_keeps = ()",
-                    T("test_replay_options.py", f"test_a_flag_named_on_the_command_line_wins_over_the_preset[{script}]"))
+                    T("test_replay_options.py",
+                      f"test_a_flag_named_on_the_command_line_wins_over_the_preset[{script}]"))
 
 
 MUTATIONS = [
@@ -208,7 +214,8 @@ MUTATIONS = [
              "pg_loss = -(b_adv[mb] * taken_log_probs).mean()", "pg_loss = (b_adv[mb] * taken_log_probs).mean()",
              T("test_mi_pg_ipg.py", "test_marginals_follow_the_joint_head_while_alpha_is_0")),
     saves("mi_pg", "joint_head", bug="--save-model saves the joint head, not the actors"),
-    Mutation("mi_pg-ppo-ratio-inverted", "mi_pg", "PPO's ratio inverted (pi_old / pi: the surrogate descends the return)",
+    Mutation("mi_pg-ppo-ratio-inverted", "mi_pg",
+             "PPO's ratio inverted (pi_old / pi: the surrogate descends the return)",
              "ratio = (taken_log_probs - b_old_log_probs[mb]).exp()",
              "ratio = (b_old_log_probs[mb] - taken_log_probs).exp()",
              T("test_mi_pg_ipg.py", "test_mi_pg_escapes_the_trap_with_ppo_style_updates")),
@@ -382,13 +389,15 @@ MUTATIONS = [
              "bootstrapped = T if envs.ends_by_time_limit else T - 1", "bootstrapped = T - 1",
              T(TIME_LIMITS, "test_value_targets_bootstrap_only_at_a_time_limit[qtran]")),
     Mutation("qtran-target-reads-the-current-state", "qtran", "the target Q_jt reads s_t instead of s_t+1",
-             "target_q_jt(next_state[:, :bootstrapped], next_greedy)", "target_q_jt(b_state[:, :bootstrapped], next_greedy)",
+             "target_q_jt(next_state[:, :bootstrapped], next_greedy)",
+             "target_q_jt(b_state[:, :bootstrapped], next_greedy)",
              T("test_bootstrapping.py", "test_the_joint_value_bootstraps_from_the_next_state[qtran]")),
     Mutation("qtran-nopt-wrong-side", "qtran", "L_nopt penalizes the positive side (clamp min, not max)",
              ".clamp(max=0.0).pow(2).mean()", ".clamp(min=0.0).pow(2).mean()",
              T("test_qtran.py", "test_loss_terms_match_hand_computation")),
     Mutation("qtran-opt-moves-q-jt", "qtran", "Q_jt not detached in L_opt",
-             "opt_loss = (q_sum_greedy - q_jt_greedy.detach() + v_jt)", "opt_loss = (q_sum_greedy - q_jt_greedy + v_jt)",
+             "opt_loss = (q_sum_greedy - q_jt_greedy.detach() + v_jt)",
+             "opt_loss = (q_sum_greedy - q_jt_greedy + v_jt)",
              T("test_qtran.py", "test_loss_terms_match_hand_computation")),
     epsilon_frozen("qtran", "return start_e + (end_e - start_e) * progress"),
     saves("qtran", "target_utilities", "utilities"),
@@ -431,7 +440,8 @@ def run_tests(copy: Path, tests: tuple[str, ...], timeout: float) -> tuple[str, 
     if done.returncode == 0:
         return "passed", "", seconds
     if done.returncode == 1:
-        failed = [line.split(" ", 1)[1].split(" - ")[0] for line in done.stdout.splitlines() if line.startswith("FAILED ")]
+        failed = [line.split(" ", 1)[1].split(" - ")[0] for line in done.stdout.splitlines()
+                  if line.startswith("FAILED ")]
         return "failed", failed[0] if failed else "a test failed", seconds
     tail = " | ".join((done.stdout + done.stderr).strip().splitlines()[-3:])
     return "error", f"pytest exit {done.returncode}: {tail}", seconds
@@ -452,11 +462,13 @@ def main(argv=None) -> int:
     unknown = sorted(set(args.id or []) - ids) + sorted(set(args.script or []) - {m.script for m in MUTATIONS})
     if unknown:
         parser.error(f"unknown --id or --script: {', '.join(unknown)}")
-    selected = [m for m in MUTATIONS if (not args.script or m.script in args.script) and (not args.id or m.id in args.id)]
+    selected = [m for m in MUTATIONS
+                if (not args.script or m.script in args.script) and (not args.id or m.id in args.id)]
 
     if args.list:
         for m in selected:
-            print(f"{m.id}  ({m.script}: {m.bug})\n    - {m.original}\n    + {m.mutated}\n    tests: {' '.join(m.tests)}")
+            print(f"{m.id}  ({m.script}: {m.bug})\n    - {m.original}\n    + {m.mutated}\n"
+                  f"    tests: {' '.join(m.tests)}")
         return 0
 
     stale = {m.id: why for m in selected if (why := applies(m, ROOT))}
@@ -464,8 +476,8 @@ def main(argv=None) -> int:
         print(f"STALE  {mutation_id}: {why} in algos/{next(m.script for m in MUTATIONS if m.id == mutation_id)}.py")
     if args.check_only:  # also: every named test still exists
         union = tuple(dict.fromkeys(t for m in selected for t in m.tests))
-        done = subprocess.run([sys.executable, "-m", "pytest", "--collect-only", "-q", "-p", "no:cacheprovider", *union],
-                              cwd=ROOT, capture_output=True, text=True, check=False)
+        done = subprocess.run([sys.executable, "-m", "pytest", "--collect-only", "-q", "-p", "no:cacheprovider",
+                               *union], cwd=ROOT, capture_output=True, text=True, check=False)
         if done.returncode != 0:
             print(f"some of the named tests do not collect:\n{done.stdout[-2000:]}{done.stderr[-2000:]}")
         print(f"{len(selected) - len(stale)} of {len(selected)} mutations apply; {len(union)} named tests"

@@ -76,7 +76,8 @@ def test_it_starts_at_the_product_of_the_initial_marginals(init_prob):
     actor, head, obs = nets(action_sizes, seed=2, init_prob=init_prob, moved=False)
     with torch.no_grad():
         features = actor.torso(obs)
-        start = mi_pg.product_log_probs([mi_pg.initial_log_probs(n, init_prob).expand(STATES, -1) for n in action_sizes])
+        start = mi_pg.product_log_probs([mi_pg.initial_log_probs(n, init_prob).expand(STATES, -1)
+                                         for n in action_sizes])
         assert torch.allclose(head(features), start, atol=1e-6)
         assert torch.allclose(mi_pg.product_log_probs(actor.marginal_log_probs(features)), start, atol=1e-6)
         exact = mi_pg.JointHead(len(action_sizes), action_sizes, HIDDEN, init_prob)(features)
@@ -85,7 +86,8 @@ def test_it_starts_at_the_product_of_the_initial_marginals(init_prob):
 
 def sampled_and_exact_kl(action_sizes, seed, two_way: bool, samples_per_state: int):
     """(the sampled KL, its standard error, the exact KL over the enumerated joint distribution) of the same nets,
-    averaged over STATES states, as tensors with their graphs (two_way False: pi_jt detached, --kl-to-marginals-only)."""
+    averaged over STATES states, as tensors with their graphs
+    (two_way False: pi_jt detached, --kl-to-marginals-only)."""
     actor, head, obs = nets(action_sizes, seed)
     features = actor.torso(obs)
     table = head(features)
@@ -168,7 +170,8 @@ def test_as_a_joint_learner_only_the_exact_head_escapes_the_two_agent_trap(run_s
 
 @pytest.mark.parametrize(("kl", "moves"), [({"lambda_max": 0.0}, False),
                                            ({"lambda_max": 5.0, "kl_to_marginals_only": True}, False),
-                                           ({"lambda_max": 5.0}, True)], ids=["no-kl", "kl-to-marginals-only", "two-way"])
+                                           ({"lambda_max": 5.0}, True)],
+                         ids=["no-kl", "kl-to-marginals-only", "two-way"])
 def test_with_alpha_1_only_the_two_way_kl_moves_the_joint_head(run_algo, tmp_path, kl, moves):
     """alpha = 1 from the first update: the coin always picks the product, so neither the policy gradient nor the
     entropy bonus reaches the autoregressive head. Then with no KL, or with --kl-to-marginals-only, nothing does: it

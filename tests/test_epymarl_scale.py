@@ -90,7 +90,8 @@ def test_summaries_carry_both_scales_and_the_maximum_over_training(tmp_path, mon
         curve = summary["eval_curves"][key]
         assert len(curve) == 2 and curve[-1] == ours  # one evaluation during training, one at the end
         assert summary["max_over_training"][key] == max(curve)
-        assert summary["max_over_training"][f"epymarl_return/{key}"] == max(summary["eval_curves"][f"epymarl_return/{key}"])
+        assert (summary["max_over_training"][f"epymarl_return/{key}"]
+                == max(summary["eval_curves"][f"epymarl_return/{key}"]))
     assert summary["eval_curves"]["env_steps"] == [200, 400]
 
 

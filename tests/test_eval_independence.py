@@ -16,7 +16,8 @@ def trained_weights(module, tmp_path, env_id: str, num_evals: int) -> dict:
     # learn from the first batch on (the value-based scripts and MADDPG wait for --learning-starts by default)
     early = {"learning_starts": 0} if "learning_starts" in fields else {}
     # a few updates: 4 episodes of simple_spread (25 steps) or 64 one-round signal games, each time
-    size = {"num_envs": 4, "total_timesteps": 400} if env_id == "simple_spread" else {"num_envs": 64, "total_timesteps": 256}
+    size = ({"num_envs": 4, "total_timesteps": 400} if env_id == "simple_spread"
+            else {"num_envs": 64, "total_timesteps": 256})
     run_dir = tmp_path / f"evals{num_evals}"
     run_dir.mkdir()
     with pytest.MonkeyPatch.context() as mp:
@@ -37,7 +38,8 @@ def flat(state: dict) -> dict:
 
 
 # every script on simple_spread; one policy-gradient, one PPO and one value-based script on a private game
-CASES = [(p.stem, "simple_spread") for p in SCRIPTS] + [(name, "signal-climbing") for name in ("mi_pg", "mappo", "qmix")]
+CASES = ([(p.stem, "simple_spread") for p in SCRIPTS]
+         + [(name, "signal-climbing") for name in ("mi_pg", "mappo", "qmix")])
 
 
 @pytest.mark.parametrize(("script", "env_id"), CASES, ids=[f"{s}-{e}" for s, e in CASES])

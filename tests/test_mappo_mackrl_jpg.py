@@ -19,8 +19,8 @@ GAMES = ("coordination-2x2", "climbing", "penalty", "qtran-3x3")
 SEEDS = (1, 2, 3, 4, 5)
 SHORT = {"total_timesteps": 16_384, "num_evals": 0}
 TINY = {"total_timesteps": 256, "num_envs": 64, "eval_episodes": 64, "num_evals": 1}
-SUMMARY_KEYS = {"algo", "env_id", "seed", "decentralized", "decentralized_return_greedy", "decentralized_return_sampled",
-                "joint_return_greedy", "optimum", "env_steps", "wall_time_s"}
+SUMMARY_KEYS = {"algo", "env_id", "seed", "decentralized", "decentralized_return_greedy",
+                "decentralized_return_sampled", "joint_return_greedy", "optimum", "env_steps", "wall_time_s"}
 
 
 # ---------------------------------------------------------------- convergence from the adversarial start
@@ -167,13 +167,15 @@ def test_smoke_every_game(run_algo, algo, env_id):
     assert SUMMARY_KEYS <= set(summary)
     assert summary["algo"] == algo and summary["env_id"] == env_id and summary["env_steps"] == 256
     low, high = -100.0 if env_id == "penalty" else -30.0, summary["optimum"]
-    returns = [summary[k] for k in ("decentralized_return_greedy", "decentralized_return_sampled", "joint_return_greedy")]
+    returns = [summary[k]
+               for k in ("decentralized_return_greedy", "decentralized_return_sampled", "joint_return_greedy")]
     assert all(r is None or low <= r <= high for r in returns), returns
     assert (summary["decentralized"], returns[0] is None) == ((False, True) if algo == "jpg" else (True, False))
     for table in summary.get("policy", {}).values():
         _check_distribution(table[0], 3 if env_id != "coordination-2x2" else 2)
     if "joint_policy" in summary:
-        _check_distribution(torch.tensor(summary["joint_policy"][0]).flatten().tolist(), 4 if env_id == "coordination-2x2" else 9)
+        _check_distribution(torch.tensor(summary["joint_policy"][0]).flatten().tolist(),
+                            4 if env_id == "coordination-2x2" else 9)
 
 
 @pytest.mark.parametrize("algo", ALGOS)

@@ -49,7 +49,7 @@ def test_mi_pg_escapes_the_trap_with_ppo_style_updates(run_seeds):
     assert sum(at_optimum(s) for s in summaries) >= 3, [s["decentralized_return_greedy"] for s in summaries]
 
 
-# ------------------------------------------------------------------ the mechanism: the KL carries the joint head's escape
+# ---------------------------------------------------------------- the mechanism: the KL carries the joint head's escape
 ALPHA_0 = {"init_prob": 0.9, "alpha_start": 1.0, "alpha_end": 1.0, "total_timesteps": 12_800, "num_envs": 64,
            "num_evals": 0, "eval_episodes": 64}  # alpha stays 0: the joint head acts and learns alone
 
@@ -104,7 +104,8 @@ def test_the_kl_ablation_does_worse_on_the_qtran_game(run_many):
     eight, and with lambda_max = 0 (no KL term) on none (return 0: the product of marginals, trained only while
     alpha rises, settles on the payoff-0 block). We ask for >= 2 of 3 against <= 1 of 3."""
     flags = {"env_id": "qtran-3x3", "total_timesteps": 16_000, "num_evals": 0, "eval_episodes": 64}
-    summaries = run_many([("mi_pg", {**flags, "seed": seed, "lambda_max": lam}) for lam in (5.0, 0.0) for seed in (1, 2, 3)])
+    summaries = run_many([("mi_pg", {**flags, "seed": seed, "lambda_max": lam})
+                          for lam in (5.0, 0.0) for seed in (1, 2, 3)])
     returns = [s["decentralized_return_greedy"] for s in summaries]
     runs = {5.0: returns[:3], 0.0: returns[3:]}
     assert sum(r == 8.0 for r in runs[5.0]) >= 2, runs

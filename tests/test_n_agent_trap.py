@@ -92,7 +92,7 @@ def test_game_flags_belong_to_the_n_agent_trap(flag):
     assert (defaults.n_agents, defaults.action_sizes) == (5, [2] * 5)
 
 
-# ------------------------------------------------------------------ the diagnosis (docs/results.md, "MI-PG past four agents")
+# ------------------------------------------------------------ the diagnosis (docs/results.md, "MI-PG past four agents")
 def joint_head_escapes(summary) -> bool:
     """The joint head ends on the optimum (all on action 1) with probability > 0.99."""
     table = np.asarray(summary["joint_policy"][0])

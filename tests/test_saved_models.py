@@ -58,7 +58,8 @@ def policy_tables(module, state: dict, obs: torch.Tensor, hidden: int) -> dict:
             controllers = nn.ModuleList([pair])
             controllers.load_state_dict(state["pair_controllers"])
             ctrl = controllers[0](torch.cat([obs[:, 0], obs[:, 1]], -1)).exp()
-            tables["pair_controller"] = [{"joint_actions": [row[:-1].reshape(SIZES[0], SIZES[1]).tolist() for row in ctrl],
+            tables["pair_controller"] = [{"joint_actions": [row[:-1].reshape(SIZES[0], SIZES[1]).tolist()
+                                                            for row in ctrl],
                                           "delegate": ctrl[:, -1].tolist()}]
         return tables
 

@@ -41,7 +41,9 @@ def test_shared_blocks_are_identical(name):
     assert len(having) >= 2, f"shared:{name} is in one script only: {having}"
     reference, expected = having[0], shared_blocks(having[0])[name]
     for script in having[1:]:
-        assert shared_blocks(script)[name] == expected, f"shared:{name} differs between {reference.name} and {script.name}"
+        assert shared_blocks(script)[name] == expected, (
+            f"shared:{name} differs between {reference.name} and {script.name}"
+        )
 
 
 def test_the_policy_scripts_share_their_helpers():
@@ -61,6 +63,7 @@ def test_the_readme_states_each_scripts_length():
     """The README's table of scripts gives each one's length in lines; it must be the file's (it had drifted by up to
     69 lines)."""
     readme = (Path(__file__).parents[1] / "README.md").read_text()
-    stated = {name: int(lines) for name, lines in re.findall(r"^\| `algos/(\w+\.py)` \| (\d+) \|", readme, re.MULTILINE)}
+    stated = {name: int(lines)
+              for name, lines in re.findall(r"^\| `algos/(\w+\.py)` \| (\d+) \|", readme, re.MULTILINE)}
     actual = {script.name: len(script.read_text().splitlines()) for script in SCRIPTS}
     assert stated == actual

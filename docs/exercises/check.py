@@ -66,7 +66,8 @@ def brute_force_gae(rewards, values, next_value, gamma, lam):
 
 def gae_inputs(T=6, B=4, seed=0):
     gen = torch.Generator().manual_seed(seed)
-    return (torch.randn(T, B, generator=gen, dtype=torch.float64), torch.randn(T, B, generator=gen, dtype=torch.float64),
+    return (torch.randn(T, B, generator=gen, dtype=torch.float64),
+            torch.randn(T, B, generator=gen, dtype=torch.float64),
             torch.randn(B, generator=gen, dtype=torch.float64))
 
 
@@ -224,7 +225,8 @@ def run_checks(name: str, student_path: str | Path) -> list[tuple[str, bool, str
     reference = vars(targets[0][0])[targets[0][1]]  # the project's own version, for the checks that compare
     test_module = None
     if exercise.test_file:
-        test_module = load_file(ROOT / "tests" / exercise.test_file, f"marl_refs_checks_{Path(exercise.test_file).stem}")
+        test_module = load_file(ROOT / "tests" / exercise.test_file,
+                                f"marl_refs_checks_{Path(exercise.test_file).stem}")
         targets += [(test_module, name) for name in exercise.test_module_names]
     cases = []
     for test_name in exercise.tests:

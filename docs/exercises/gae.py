@@ -9,7 +9,8 @@ and its two ends: lambda = 1, the Monte Carlo return minus the baseline; lambda 
 import torch
 
 
-def gae(rewards: torch.Tensor, values: torch.Tensor, next_value: torch.Tensor, gamma: float, lam: float) -> torch.Tensor:
+def gae(rewards: torch.Tensor, values: torch.Tensor, next_value: torch.Tensor, gamma: float,
+        lam: float) -> torch.Tensor:
     """Advantages of one T-step episode in each of B games.
 
     rewards:    (T, B), r_t

@@ -13,7 +13,8 @@ def kl_joint_to_product(joint_log_probs: torch.Tensor, product_log_probs: torch.
 
     joint_log_probs:   (B, J), log pi_jt(a | s) for each of the J = prod_i |A_i| joint actions (a log-softmax)
     product_log_probs: (B, J), log prod_i pi_i(a_i | o_i) for the same joint actions, in the same order
-    returns:           (B,), KL(pi_jt(. | s) || prod_i pi_i(. | o_i)) = sum_a pi_jt(a) (log pi_jt(a) - log prod_i pi_i(a_i))
+    returns:           (B,), KL(pi_jt(. | s) || prod_i pi_i(. | o_i))
+                       = sum_a pi_jt(a) (log pi_jt(a) - log prod_i pi_i(a_i))
 
     The checks include logits of +-50: probabilities of e^-100 underflow in float32. Work from the
     log-probabilities you are given; never take the log of a probability. Where pi_jt(a) is 0, the term must be

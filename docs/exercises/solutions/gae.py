@@ -3,7 +3,8 @@
 import torch
 
 
-def gae(rewards: torch.Tensor, values: torch.Tensor, next_value: torch.Tensor, gamma: float, lam: float) -> torch.Tensor:
+def gae(rewards: torch.Tensor, values: torch.Tensor, next_value: torch.Tensor, gamma: float,
+        lam: float) -> torch.Tensor:
     T = rewards.shape[0]
     advantages = torch.zeros_like(values)
     last = torch.zeros_like(next_value)
