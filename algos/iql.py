@@ -37,14 +37,15 @@ from envs.elapsed_time import ElapsedTime
 @dataclass
 class Args:
     # Algorithm-specific arguments
-    preset: Literal["none", "epymarl"] = "none"
-    """epymarl: EPyMARL's configuration of IQL in the 2021 code behind its paper (iql.yaml; the dict EPYMARL below):
-    one gradient step per episode collected (8 games, 8 gradient steps per round), 32-episode batches, lr 5e-4,
-    Double-Q, a target copy every 200 steps, a buffer of 5,000 episodes, epsilon 1 -> 0.05 over the first 50,000 env
-    steps, rewards standardized by each batch's statistics, and the time limit as a terminal state
-    (--time-limit-terminal); with 128 units, the width EPyMARL's later files give IQL (the 2021 files: 64). It
-    replaces the defaults of those fields; a field named on the command line keeps its value, even its default
-    (--no-standardize-rewards turns standardization off)"""
+    preset: Literal["none", "epymarl", "epymarl-rnn"] = "none"
+    """epymarl: EPyMARL's configuration of IQL in the 2021 code behind its paper (iql.yaml; the dict EPYMARL below): one
+    gradient step per episode collected (8 games, 8 gradient steps per round), 32-episode batches, lr 5e-4, Double-Q, a
+    target copy every 200 steps, a buffer of 5,000 episodes, epsilon 1 -> 0.05 over the first 50,000 env steps, rewards
+    standardized by each batch's statistics, and the time limit as a terminal state (--time-limit-terminal); with 128
+    units, the width EPyMARL's later files give IQL (the 2021 files: 64). It replaces the defaults of those fields; a
+    field named on the command line keeps its value, even its default (--no-standardize-rewards turns standardization
+    off). epymarl-rnn: the same with EPyMARL's recurrent agent (--recurrent; the dict EPYMARL_RNN below), the
+    configuration of IQL's simple_spread results (docs/algos/iql.md)"""
     preset_keeps: tyro.conf.Suppress[tuple[str, ...]] = ()
     """the fields --preset leaves as they are, even at their default value: the flags named on the command line (set
     by the script from sys.argv) or by a benchmark variant; not itself a flag"""
@@ -289,15 +290,20 @@ EPYMARL = {"num_envs": 8, "train_frequency": 1, "gradient_steps": 8, "batch_size
            "target_network_frequency": 200, "buffer_size": 5000, "standardize_rewards": True, "double_q": True,
            "time_limit_terminal": True, "hidden_size": 128}
 EPYMARL_EPSILON_STEPS = 50000  # epsilon_anneal_time
+# --preset epymarl-rnn: the preset with EPyMARL's recurrent agent (use_rnn: True), which EPyMARL's own record of the
+# paper's hyperparameters (commit bedc593, 2022) gives IQL, at the preset's 128 units. One flag for the configuration
+# this script's simple_spread results report (tests/test_simple_spread_benchmark.py checks it against the stored runs).
+EPYMARL_RNN = {**EPYMARL, "recurrent": True}
+PRESETS = {"epymarl": EPYMARL, "epymarl-rnn": EPYMARL_RNN}
 
 
 # >>> shared:apply_preset (iql, vdn, qmix; tests/test_shared_blocks.py keeps the copies identical)
 def apply_preset(args: Args) -> None:
-    """--preset epymarl: EPYMARL's values for every field still at its default (after the game's budget is known)."""
+    """--preset: its values (PRESETS) for every field still at its default (after the game's budget is known)."""
     if args.preset == "none":
         return
     defaults = Args()
-    preset = {**EPYMARL, "exploration_fraction": min(1.0, EPYMARL_EPSILON_STEPS / args.total_timesteps)}
+    preset = {**PRESETS[args.preset], "exploration_fraction": min(1.0, EPYMARL_EPSILON_STEPS / args.total_timesteps)}
     for field, value in preset.items():
         if getattr(args, field) == getattr(defaults, field) and field not in args.preset_keeps:
             setattr(args, field, value)
@@ -313,8 +319,8 @@ def flags_given(argv: list[str]) -> tuple[str, ...]:
 
 def check_args(args: Args) -> None:
     check_common_args(args)
-    if args.preset not in ("none", "epymarl"):
-        raise ValueError(f"--preset must be none or epymarl, got {args.preset!r}")
+    if args.preset not in ("none", *PRESETS):
+        raise ValueError(f"--preset must be none, {' or '.join(PRESETS)}, got {args.preset!r}")
     apply_preset(args)
     if args.observe_time and args.env_id not in MPE_ENV_IDS:
         raise ValueError(f"--observe-time applies to games that end by a time limit ({', '.join(MPE_ENV_IDS)}),"

@@ -28,6 +28,7 @@ import argparse
 import statistics
 import sys
 import time
+import typing
 from pathlib import Path
 
 import torch
@@ -132,14 +133,26 @@ def head_parameters(hidden: int = 64, n_agents: int = 3, n_actions: int = 5) -> 
 def published(variant: str) -> tuple[float, float] | None:
     """The paper's number for a row: the script at its defaults or with --preset epymarl, with or without EPyMARL's
     recurrent agent, at the preset's width or at 128 units (use_rnn: True and 128 units are what EPyMARL's own
-    record of the paper's hyperparameters, bedc593, gives IQL, VDN and QMIX; docs/algos/iql.md, deviation 8), and
-    IQL's preset at the 2021 files' 64 units (the preset has 128); IPPO: mappo with --independent-critic."""
+    record of the paper's hyperparameters, bedc593, gives IQL, VDN and QMIX; docs/algos/iql.md, deviation 8), or
+    with --preset epymarl-rnn (one flag for the recurrent rows), and IQL's preset at the 2021 files' 64 units (the
+    preset has 128); IPPO: mappo with --independent-critic."""
     if variant == IPPO:
         return PUBLISHED["ippo"]
     algo, _, flags = variant.partition(":")
     as_recorded = ("", "preset=epymarl", "preset=epymarl,recurrent=true",
-                   "preset=epymarl,recurrent=true,hidden_size=128")
+                   "preset=epymarl,recurrent=true,hidden_size=128", "preset=epymarl-rnn")
     return PUBLISHED.get(algo) if flags in as_recorded or variant == "iql:preset=epymarl,hidden_size=64" else None
+
+
+def protocol_variants(scripts: list[str]) -> list[str]:
+    """The epymarl protocol's rows: EPyMARL's own configuration where a script has it as a preset (--preset epymarl),
+    and where a script also has --preset epymarl-rnn (iql, vdn, qmix: EPyMARL's recurrent agent), that one too."""
+    rows = []
+    for variant in scripts:
+        preset = args_fields(variant.split(":")[0]).get("preset")
+        presets = typing.get_args(preset.type) if preset else ()
+        rows += [f"{variant}:preset={name}" for name in presets if name != "none"] or [variant]
+    return rows
 
 
 def cell(runs: list[dict], key: str, best: bool) -> str:
@@ -250,8 +263,8 @@ def main():
     if args.total_timesteps is not None and args.total_timesteps < 1:
         parser.error(f"--total-timesteps must be >= 1, got {args.total_timesteps}")
     scripts = [a for a in available_algos() if ":" not in a] + [IPPO]
-    if args.protocol == "epymarl":  # EPyMARL's own configuration where a script has it as a preset (--preset epymarl)
-        scripts = [f"{a}:preset=epymarl" if "preset" in args_fields(a.split(":")[0]) else a for a in scripts]
+    if args.protocol == "epymarl":
+        scripts = protocol_variants(scripts)
     algos = variants(args, parser, scripts)
     sweep = make_jobs(algos, [args.env_id or protocol["env_id"]], list(range(1, seeds + 1)),
                       common=run_flags(args.protocol, args.total_timesteps, args.cuda))

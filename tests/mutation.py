@@ -414,6 +414,16 @@ MUTATIONS = [
     Mutation("iql-preset-2021-width", "iql", "the preset back at the 2021 files' 64 units",
              '"time_limit_terminal": True, "hidden_size": 128}', '"time_limit_terminal": True}',
              T("test_replay_options.py", "test_epymarl_preset_width[iql]")),
+    Mutation("qmix-rnn-preset-at-64-units", "qmix", "--preset epymarl-rnn without the 128 units of QMIX's results",
+             'EPYMARL_RNN = {**EPYMARL, "recurrent": True, "hidden_size": 128}',
+             'EPYMARL_RNN = {**EPYMARL, "recurrent": True}',
+             T("test_simple_spread_benchmark.py", "test_the_rnn_preset_is_the_reported_configuration[qmix]")),
+    Mutation("vdn-rnn-preset-feed-forward", "vdn", "--preset epymarl-rnn without the recurrent agent",
+             'EPYMARL_RNN = {**EPYMARL, "recurrent": True}', "EPYMARL_RNN = {**EPYMARL}",
+             T("test_simple_spread_benchmark.py", "test_the_rnn_preset_is_the_reported_configuration[vdn]")),
+    Mutation("iql-rnn-preset-ignored", "iql", "--preset epymarl-rnn applies --preset epymarl's values",
+             "preset = {**PRESETS[args.preset],", "preset = {**EPYMARL,",
+             T("test_simple_spread_benchmark.py", "test_the_rnn_preset_is_the_reported_configuration[iql]")),
     *(mutation for script in ("iql", "vdn", "qmix", "coma", "maddpg")
       for mutation in (preset_overrides_named_flags(script), command_line_names_nothing(script))),
 ]

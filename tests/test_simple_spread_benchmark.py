@@ -1,8 +1,16 @@
-"""benchmarks/simple_spread.py: which published number a row is compared with, and the paper's budgets;
+"""benchmarks/simple_spread.py: which published number a row is compared with, the paper's budgets, and the rows
+--preset epymarl-rnn reproduces;
 benchmarks/hand_policy.py: the yardstick policy scores what the docs say, and better on the original physics."""
 
-from benchmarks import hand_policy
+import json
+from pathlib import Path
+
+import pytest
+
+from benchmarks import hand_policy, sweep
 from benchmarks import simple_spread as bench
+
+ROOT = Path(__file__).resolve().parents[1]
 
 
 def test_published_numbers_only_for_the_scripts_as_the_paper_ran_them():
@@ -13,9 +21,28 @@ def test_published_numbers_only_for_the_scripts_as_the_paper_ran_them():
     assert bench.published("iql:preset=epymarl,hidden_size=64") == bench.PUBLISHED["iql"]  # the 2021 files' width
     assert bench.published("qmix:preset=epymarl,hidden_size=64") is None  # QMIX's preset has 64 already
     assert bench.published("qmix:preset=epymarl,recurrent=true,hidden_size=128") == bench.PUBLISHED["qmix"]  # bedc593's
+    assert bench.published("qmix:preset=epymarl-rnn") == bench.PUBLISHED["qmix"]  # the same, by one flag
     assert bench.published(bench.IPPO) == bench.PUBLISHED["ippo"]
     assert bench.published("qmix:learning_rate=1e-3") is None  # a tuned variant is not the paper's method as run
     assert bench.published("mi_pg") is None
+
+
+@pytest.mark.parametrize("algo, flags", [("iql", "recurrent=true"), ("vdn", "recurrent=true"),
+                                         ("qmix", "recurrent=true,hidden_size=128")], ids=["iql", "vdn", "qmix"])
+def test_the_rnn_preset_is_the_reported_configuration(algo, flags):
+    """--preset epymarl-rnn is one flag for the configuration of the script's simple_spread results: the settings of
+    --preset epymarl with the recurrent agent (qmix: at 128 units), as its rows were run before the preset existed,
+    and the settings stored with every run of its row, seed by seed; and the paper's protocol runs that row."""
+    saved = json.loads((ROOT / "benchmarks" / "results" / "simple_spread_epymarl.json").read_text())
+    runs = [run for run in saved["runs"] if run["algo"] == f"{algo}:preset=epymarl-rnn"]
+    assert len(runs) >= 3
+    for run in runs:
+        job = {key: run[key] for key in ("algo", "env_id", "start", "init_prob", "seed", "common")}
+        assert sweep.settings(job) == run["settings"]
+        as_run = sweep.settings({**job, "algo": f"{algo}:preset=epymarl,{flags}"})
+        assert as_run.pop("preset") == "epymarl" and run["settings"]["preset"] == "epymarl-rnn"
+        assert as_run == {key: value for key, value in run["settings"].items() if key != "preset"}
+    assert f"{algo}:preset=epymarl-rnn" in bench.protocol_variants([algo])
 
 
 def test_the_papers_budgets():
