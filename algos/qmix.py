@@ -357,8 +357,9 @@ EPYMARL = {"num_envs": 8, "train_frequency": 1, "gradient_steps": 8, "batch_size
            "time_limit_terminal": True}
 EPYMARL_EPSILON_STEPS = 50000  # epsilon_anneal_time
 # --preset epymarl-rnn: the preset with EPyMARL's recurrent agent (use_rnn: True), which EPyMARL's own record of the
-# paper's hyperparameters (commit bedc593, 2022) gives QMIX, with its width there (128 units; the preset: 64). One flag
-# for the configuration this script's simple_spread results report (tests/test_simple_spread_benchmark.py checks it
+# paper's hyperparameters (commit bedc593, 2022) gives IQL, VDN and QMIX, and at the width that commit writes for them,
+# 128 units (the preset: 64; spelt hiden_dim there, a key EPyMARL never reads, so its own runs of that file had 64). One
+# flag for the configuration this script's simple_spread results report (tests/test_simple_spread_benchmark.py checks it
 # against the stored runs).
 EPYMARL_RNN = {**EPYMARL, "recurrent": True, "hidden_size": 128}
 PRESETS = {"epymarl": EPYMARL, "epymarl-rnn": EPYMARL_RNN}

@@ -301,7 +301,8 @@ EPYMARL = {"num_envs": 8, "train_frequency": 1, "gradient_steps": 8, "batch_size
            "time_limit_terminal": True}
 EPYMARL_EPSILON_STEPS = 50000  # epsilon_anneal_time
 # --preset epymarl-rnn: the preset with EPyMARL's recurrent agent (use_rnn: True), which EPyMARL's own record of the
-# paper's hyperparameters (commit bedc593, 2022) gives VDN, at the preset's 64 units. One flag for the configuration
+# paper's hyperparameters (commit bedc593, 2022) gives IQL, VDN and QMIX; at the preset's 64 units (that commit writes
+# 128 as hiden_dim, a key EPyMARL never reads; at 64 VDN reached its published number). One flag for the configuration
 # this script's simple_spread results report (tests/test_simple_spread_benchmark.py checks it against the stored runs).
 EPYMARL_RNN = {**EPYMARL, "recurrent": True}
 PRESETS = {"epymarl": EPYMARL, "epymarl-rnn": EPYMARL_RNN}
