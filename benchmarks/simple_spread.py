@@ -10,7 +10,8 @@ benchmarks/figures.py plots.
     python benchmarks/simple_spread.py                         # every script x 3 seeds at the defaults (2M steps)
     python benchmarks/simple_spread.py --protocol epymarl      # the paper's budgets: 20M on-policy, 2M off-policy,
                                                                # 5 seeds (and iql, vdn, qmix, maddpg, coma with
-                                                               # --preset epymarl), on the paper's physics
+                                                               # --preset epymarl; iql, vdn, qmix also with
+                                                               # --preset epymarl-rnn), on the paper's physics
                                                                # (simple_spread_v2)
     python benchmarks/simple_spread.py --algos mi_pg ipg --seeds 2 --total-timesteps 500000
     python benchmarks/simple_spread.py --protocol epymarl --env-id simple_spread   # the same on mpe2's physics
