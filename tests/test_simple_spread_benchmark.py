@@ -44,6 +44,15 @@ def test_the_rnn_preset_is_the_reported_configuration(algo, flags):
     assert f"{algo}:preset=epymarl-rnn" in bench.protocol_variants([algo])
 
 
+def test_the_papers_protocol_runs_every_reported_configuration():
+    """--protocol epymarl runs the rows the README compares with the published numbers: EPyMARL's presets, and COMA at
+    its defaults (its row on the paper's physics) as well as with its preset; the scripts without a preset at theirs."""
+    assert bench.protocol_variants(["coma"]) == ["coma", "coma:preset=epymarl"]
+    assert bench.protocol_variants(["maddpg"]) == ["maddpg:preset=epymarl"]
+    assert bench.protocol_variants(["mappo", bench.IPPO]) == ["mappo", bench.IPPO]
+    assert bench.protocol_variants(["qmix"]) == ["qmix:preset=epymarl", "qmix:preset=epymarl-rnn"]
+
+
 def test_the_papers_budgets():
     assert bench.budget("mappo", "epymarl", None) == 20_000_000
     assert bench.budget("qmix:preset=epymarl", "epymarl", None) == 2_000_000
